@@ -1,0 +1,48 @@
+"""``fleetcare agent --config FILE``: load and check the configuration, wait for the broker, run."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from agent import config as agent_config
+from agent import mqtt
+from agent.pollers import build
+from agent.runner import Agent
+from agent.settings import SettingsError
+
+log = logging.getLogger("agent")
+
+
+def run(config_path: str | Path | None) -> int:
+    """Run until SIGINT/SIGTERM; returns the process exit code."""
+    try:
+        cfg = agent_config.load(config_path)
+        if cfg.snmp.targets:
+            raise SettingsError(f"{config_path}: snmp.targets: SNMP polling is not part of this release "
+                                "yet; remove the [[snmp.targets]] entries")
+        pollers = build(cfg)
+    except (SettingsError, ValueError) as exc:
+        log.error("configuration error: %s", exc)
+        return 2
+    if not pollers:
+        log.error("configuration error: nothing to watch (host.enabled = false and no simulated devices)")
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        protocol = mqtt.negotiate_protocol(cfg.mqtt.url, username=cfg.mqtt.username,
+                                           password=cfg.mqtt.password, ca_file=cfg.mqtt.ca_file,
+                                           timeout=float("inf"), stop=stop)
+    except mqtt.BrokerUnavailable as exc:
+        log.error("%s", exc)
+        return 3
+    agent = Agent(cfg, pollers, protocol=protocol)
+    log.info("agent %s (%s/%s) watching %d device(s) every %.0f s",
+             cfg.agent.id, cfg.agent.customer, cfg.agent.site,
+             sum(len(p.devices()) for p in pollers), cfg.agent.interval)
+    agent.run(stop)
+    return 0

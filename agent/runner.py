@@ -1,0 +1,214 @@
+"""The agent's main loop: poll on a fixed cadence, spool, publish QoS 1 in a bounded window.
+
+The birth message (retained) announces the agent, its devices and metric catalogue; the retained
+status topic says online, and the broker's Last Will says offline when the agent vanishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+import paho.mqtt.client as paho
+
+from agent import mqtt, wire
+from agent.config import AgentConfig
+from agent.pollers import Poller
+from agent.spool import Entry, MemorySpool
+
+log = logging.getLogger(__name__)
+
+#: Samples per telemetry message: small enough to stay far below the payload limit.
+MAX_SAMPLES_PER_MESSAGE = 1000
+
+
+def agent_version() -> str:
+    try:
+        return version("fleetcare")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def chunk(points: list[wire.Point], limit: int = MAX_SAMPLES_PER_MESSAGE) -> list[list[wire.Point]]:
+    """Group points into messages of at most ``limit`` samples (a larger point is split)."""
+    out: list[list[wire.Point]] = []
+    current: list[wire.Point] = []
+    size = 0
+    for point in points:
+        items = list(point.metrics.items())
+        for start in range(0, max(len(items), 1), limit):
+            part = wire.Point(point.device, point.ts, dict(items[start:start + limit]))
+            if current and size + len(part.metrics) > limit:
+                out.append(current)
+                current, size = [], 0
+            current.append(part)
+            size += len(part.metrics)
+    if current:
+        out.append(current)
+    return out
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, pollers: list[Poller], *,
+                 protocol: int = mqtt.MQTTv5, spool: MemorySpool | None = None) -> None:
+        self.config = config
+        self.pollers = pollers
+        self.origin = config.origin
+        self.prefix = config.mqtt.topic_prefix
+        self.boot = int(time.time() * 1000)
+        self.seq = 0
+        self.spool = spool or MemorySpool()
+        self.connected = threading.Event()
+        self._inflight: dict[int, Entry] = {}
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._window = config.mqtt.max_inflight
+        address = mqtt.BrokerAddress.parse(config.mqtt.url)
+        self._address = address
+        self.client = mqtt.new_client(
+            f"fleetcare-agent-{self.origin.customer}-{self.origin.site}-{self.origin.agent}", protocol,
+            username=config.mqtt.username, password=config.mqtt.password, tls=address.tls,
+            ca_file=config.mqtt.ca_file)
+        self.client.max_inflight_messages_set(self._window)
+        self.client.will_set(self._topic(wire.STATUS), wire.encode_status(self.origin, "offline", self.boot),
+                             qos=wire.QOS, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+
+    def _topic(self, kind: str) -> str:
+        return wire.topic(self.prefix, self.origin, kind)
+
+    def birth(self) -> wire.Birth:
+        from agent.pollers.host import host_facts
+        devices = [d for p in self.pollers for d in p.devices()]
+        metrics: dict[str, wire.MetricInfo] = {}
+        for p in self.pollers:
+            metrics.update((m.name, m) for m in p.metrics())
+        return wire.Birth(self.origin, self.boot, agent_version(), self.config.agent.interval,
+                          host_facts(), devices, list(metrics.values()))
+
+    # ------------------------------------------------------------ paho callbacks (network thread)
+    # Callbacks never block: paho calls on_publish holding its own lock, so they only record the
+    # event and wake the publisher thread, which alone touches the in-flight table.
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if reason_code.is_failure:
+            log.error("broker %s refused the agent: %s", self._address, reason_code)
+            return
+        log.info("connected to %s as %s/%s/%s", self._address, *vars(self.origin).values())
+        client.publish(self._topic(wire.BIRTH), wire.encode_birth(self.birth()), qos=wire.QOS, retain=True)
+        client.publish(self._topic(wire.STATUS), wire.encode_status(self.origin, "online", self.boot),
+                       qos=wire.QOS, retain=True)
+        self.connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if self.connected.is_set():
+            log.warning("lost broker %s (%s); collecting on, will resend", self._address, reason_code)
+        self.connected.clear()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
+        self._acks.put(mid)
+        self._wake.set()
+
+    # ------------------------------------------------------------ publishing (publisher thread)
+
+    def _reconcile(self) -> None:
+        while True:
+            try:
+                mid = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            entry = self._inflight.pop(mid, None)
+            if entry is not None:
+                self.spool.done(entry)
+
+    def drain(self) -> None:
+        """Hand waiting messages to paho while connected and the in-flight window has room."""
+        self._reconcile()
+        while self.connected.is_set() and len(self._inflight) < self._window:
+            entry = self.spool.take()
+            if entry is None:
+                return
+            info = self.client.publish(self._topic(wire.TELEMETRY), entry.payload, qos=wire.QOS)
+            self._inflight[info.mid] = entry
+
+    def _publish_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self.drain()
+        self._reconcile()
+
+    def collect(self, now: float) -> int:
+        """Poll every poller once and spool the result; returns the number of samples."""
+        points: list[wire.Point] = []
+        for poller in self.pollers:
+            try:
+                points.extend(poller.poll(now))
+            except Exception:  # a poller bug must not stop the others
+                log.exception("poller %s failed", poller.name)
+        total = 0
+        for group in chunk(points):
+            self.seq += 1
+            payload = wire.encode_telemetry(self.origin, self.boot, self.seq, group)
+            samples = sum(len(p.metrics) for p in group)
+            self.spool.put(Entry(self.seq, payload, samples))
+            total += samples
+        self._wake.set()
+        return total
+
+    @property
+    def pending(self) -> int:
+        """Messages not yet acknowledged by the broker."""
+        return len(self.spool) + len(self._inflight)
+
+    def run(self, stop: threading.Event) -> None:
+        """Collect on a fixed cadence (aligned to the interval) until ``stop`` is set."""
+        interval = self.config.agent.interval
+        self.client.connect_async(self._address.host, self._address.port, keepalive=self.config.mqtt.keepalive)
+        self.client.loop_start()
+        publishing = threading.Event()
+        publisher = threading.Thread(target=self._publish_loop, args=(publishing,), name="publisher", daemon=True)
+        publisher.start()
+        try:
+            next_at = math.ceil(time.time() / interval) * interval
+            while not stop.is_set():
+                self.collect(time.time())
+                next_at += interval
+                now = time.time()
+                if next_at < now:  # we fell behind (suspend, slow poll): skip, don't burst
+                    next_at = math.ceil(now / interval) * interval
+                stop.wait(next_at - now)
+        finally:
+            self._flush(deadline=time.monotonic() + 5.0)
+            publishing.set()
+            self._wake.set()
+            publisher.join(timeout=2.0)
+            self.close()
+
+    def _flush(self, deadline: float) -> None:
+        while self.pending and self.connected.is_set() and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.05)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Say goodbye properly: mark ourselves offline, disconnect."""
+        deadline = time.monotonic() + timeout
+        if self.pending:
+            log.warning("stopping with %d unsent messages", self.pending)
+        if self.connected.is_set():
+            info = self.client.publish(self._topic(wire.STATUS),
+                                       wire.encode_status(self.origin, "offline", self.boot),
+                                       qos=wire.QOS, retain=True)
+            try:
+                info.wait_for_publish(timeout=max(deadline - time.monotonic(), 0.5))
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,329 @@
+"""The MQTT wire format, defined once: topics, payloads and their validation.
+
+The agent builds messages with the ``encode_*`` functions; the collector checks every message it
+receives with the ``parse_*`` functions and rejects, with a reason, anything that does not match.
+docs/wire-format.md describes the same contract for people; tests/test_docs.py keeps them in step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+WIRE_VERSION = 1
+TOPIC_VERSION = f"v{WIRE_VERSION}"
+DEFAULT_PREFIX = "fleetcare"
+QOS = 1
+
+#: Message kinds and their topic suffix. birth and status are retained.
+TELEMETRY, BIRTH, STATUS = "telemetry", "birth", "status"
+KINDS = (TELEMETRY, BIRTH, STATUS)
+RETAINED = frozenset({BIRTH, STATUS})
+
+#: A collector refuses larger payloads before parsing them (bytes); configurable on both sides.
+MAX_PAYLOAD_BYTES = 1_000_000
+#: Samples whose time is further ahead than this are refused (clock skew allowance, seconds).
+MAX_FUTURE_SECONDS = 86_400.0
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# name, then optional labels: cpu_percent, disk_used_percent{mount=/var}, if_in_bps{if=ge-0/0/1}
+METRIC_RE = re.compile(r"^[a-z_][a-z0-9_]{0,79}(\{[^{}=,]{1,64}=[^{},]{0,128}(,[^{}=,]{1,64}=[^{},]{0,128})*\})?$")
+METRIC_TYPES = ("gauge", "counter")
+AGENT_STATES = ("online", "offline")
+
+
+class WireError(ValueError):
+    """A message does not follow the wire format; ``reason`` is a short stable code for counting."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who sent a message: the three ids carried by both the topic and the payload."""
+
+    customer: str
+    site: str
+    agent: str
+
+
+@dataclass(frozen=True)
+class Point:
+    """All metrics of one device read at one moment."""
+
+    device: str
+    ts: float
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    origin: Origin
+    boot: int
+    seq: int
+    points: list[Point]
+
+    @property
+    def sample_count(self) -> int:
+        return sum(len(p.metrics) for p in self.points)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric declares itself: name, unit, gauge or counter, and what it means."""
+
+    name: str
+    unit: str
+    type: str
+    description: str
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    device: str
+    kind: str
+    name: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Birth:
+    origin: Origin
+    boot: int
+    version: str
+    interval: float
+    host: dict[str, Any]
+    devices: list[DeviceInfo]
+    metrics: list[MetricInfo]
+
+
+@dataclass(frozen=True)
+class Status:
+    origin: Origin
+    state: str
+    ts: float
+    boot: int | None
+
+
+# ---------------------------------------------------------------- topics
+
+def topic(prefix: str, origin: Origin, kind: str) -> str:
+    """``<prefix>/v1/<customer>/<site>/<agent>/<kind>``."""
+    return f"{prefix}/{TOPIC_VERSION}/{origin.customer}/{origin.site}/{origin.agent}/{kind}"
+
+
+def subscription(prefix: str, kind: str = "+") -> str:
+    """The filter a collector subscribes to for one kind (or all with ``+``)."""
+    return f"{prefix}/{TOPIC_VERSION}/+/+/+/{kind}"
+
+
+def parse_topic(prefix: str, name: str) -> tuple[Origin, str]:
+    """Split a topic into its origin and kind, or raise WireError('bad_topic')."""
+    parts = name.split("/")
+    head = prefix.split("/")
+    if len(parts) != len(head) + 5 or parts[: len(head)] != head:
+        raise WireError("bad_topic", f"topic {name!r} is not {prefix}/{TOPIC_VERSION}/<customer>/<site>/<agent>/<kind>")
+    version, customer, site, agent, kind = parts[len(head):]
+    if version != TOPIC_VERSION:
+        raise WireError("bad_version", f"topic version {version!r}, this collector speaks {TOPIC_VERSION}")
+    if kind not in KINDS:
+        raise WireError("bad_topic", f"unknown message kind {kind!r} in topic {name!r}")
+    for label, value in (("customer", customer), ("site", site), ("agent", agent)):
+        if not ID_RE.match(value):
+            raise WireError("bad_topic", f"{label} id {value!r} in topic is not a valid id")
+    return Origin(customer, site, agent), kind
+
+
+# ---------------------------------------------------------------- encoding (agent side)
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _head(origin: Origin) -> dict[str, Any]:
+    return {"v": WIRE_VERSION, "customer": origin.customer, "site": origin.site, "agent": origin.agent}
+
+
+def encode_telemetry(origin: Origin, boot: int, seq: int, points: list[Point]) -> bytes:
+    body = _head(origin)
+    body.update(boot=boot, seq=seq,
+                points=[{"device": p.device, "ts": round(p.ts, 3), "metrics": p.metrics} for p in points])
+    return _dump(body)
+
+
+def encode_birth(birth: Birth) -> bytes:
+    body = _head(birth.origin)
+    body.update(boot=birth.boot, version=birth.version, interval=birth.interval, host=birth.host,
+                devices=[{"device": d.device, "kind": d.kind, "name": d.name, "attrs": d.attrs}
+                         for d in birth.devices],
+                metrics=[{"name": m.name, "unit": m.unit, "type": m.type, "description": m.description}
+                         for m in birth.metrics])
+    return _dump(body)
+
+
+def encode_status(origin: Origin, state: str, boot: int | None, ts: float | None = None) -> bytes:
+    body = _head(origin)
+    body.update(state=state, ts=round(time.time() if ts is None else ts, 3), boot=boot)
+    return _dump(body)
+
+
+# ---------------------------------------------------------------- parsing (collector side)
+
+def _load(payload: bytes, max_bytes: int) -> dict[str, Any]:
+    if len(payload) > max_bytes:
+        raise WireError("too_large", f"payload of {len(payload)} bytes exceeds the limit of {max_bytes}")
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WireError("bad_json", f"payload is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise WireError("bad_schema", "payload must be a JSON object")
+    if body.get("v") != WIRE_VERSION:
+        raise WireError("bad_version", f"schema version {body.get('v')!r}, this collector speaks {WIRE_VERSION}")
+    return body
+
+
+def _check_keys(body: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    missing = sorted(k for k in allowed if k not in body)
+    if missing:
+        raise WireError("bad_schema", f"{where}: missing field {missing[0]!r}")
+    extra = sorted(k for k in body if k not in allowed)
+    if extra:
+        raise WireError("unknown_field", f"{where}: unknown field {extra[0]!r}")
+
+
+def _check_origin(body: dict[str, Any], origin: Origin) -> None:
+    for label in ("customer", "site", "agent"):
+        if body[label] != getattr(origin, label):
+            raise WireError("origin_mismatch", f"payload {label} {body[label]!r} does not match topic "
+                                               f"{label} {getattr(origin, label)!r}")
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WireError("bad_value", f"{where}: expected a number, got {value!r}"[:200])
+    value = float(value)
+    if not math.isfinite(value):
+        raise WireError("bad_value", f"{where}: value is not finite")
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise WireError("bad_schema", f"{where}: expected a non-negative integer, got {value!r}"[:200])
+    return value
+
+
+_TELEMETRY_KEYS = frozenset({"v", "customer", "site", "agent", "boot", "seq", "points"})
+_POINT_KEYS = frozenset({"device", "ts", "metrics"})
+
+
+def parse_telemetry(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES,
+                    oldest: float | None = None, now: float | None = None) -> Telemetry:
+    """Validate a telemetry message whole: one bad point rejects the message (it is kept for review)."""
+    body = _load(payload, max_bytes)
+    _check_keys(body, _TELEMETRY_KEYS, "telemetry")
+    _check_origin(body, origin)
+    boot = _int(body["boot"], "boot")
+    seq = _int(body["seq"], "seq")
+    raw_points = body["points"]
+    if not isinstance(raw_points, list):
+        raise WireError("bad_schema", "points must be a list")
+    now = time.time() if now is None else now
+    newest = now + MAX_FUTURE_SECONDS
+    points: list[Point] = []
+    for i, raw in enumerate(raw_points):
+        where = f"points[{i}]"
+        if not isinstance(raw, dict):
+            raise WireError("bad_schema", f"{where} must be an object")
+        if raw.keys() != _POINT_KEYS:
+            _check_keys(raw, _POINT_KEYS, where)
+        device = raw["device"]
+        if not isinstance(device, str) or not ID_RE.match(device):
+            raise WireError("bad_schema", f"{where}.device {device!r} is not a valid id"[:200])
+        ts = _number(raw["ts"], f"{where}.ts")
+        if ts > newest:
+            raise WireError("bad_time", f"{where}.ts {ts} is more than {MAX_FUTURE_SECONDS:.0f} s in the future")
+        if oldest is not None and ts < oldest:
+            raise WireError("bad_time", f"{where}.ts {ts} is older than the retention period")
+        metrics = raw["metrics"]
+        if not isinstance(metrics, dict):
+            raise WireError("bad_schema", f"{where}.metrics must be an object")
+        for key, value in metrics.items():
+            if isinstance(value, float) and math.isfinite(value):
+                pass
+            else:
+                metrics[key] = _number(value, f"{where}.metrics[{key!r}]")
+            if not METRIC_RE.match(key):
+                raise WireError("bad_metric", f"{where}: metric name {key!r} is not valid"[:200])
+        points.append(Point(device, ts, metrics))
+    return Telemetry(origin, boot, seq, points)
+
+
+_BIRTH_KEYS = frozenset({"v", "customer", "site", "agent", "boot", "version", "interval", "host",
+                         "devices", "metrics"})
+
+
+def parse_birth(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Birth:
+    body = _load(payload, max_bytes)
+    _check_keys(body, _BIRTH_KEYS, "birth")
+    _check_origin(body, origin)
+    if not isinstance(body["host"], dict):
+        raise WireError("bad_schema", "birth.host must be an object")
+    if not isinstance(body["version"], str):
+        raise WireError("bad_schema", "birth.version must be a string")
+    devices: list[DeviceInfo] = []
+    for i, raw in enumerate(_list(body["devices"], "birth.devices")):
+        _check_keys(raw, frozenset({"device", "kind", "name", "attrs"}), f"devices[{i}]")
+        if not isinstance(raw["device"], str) or not ID_RE.match(raw["device"]):
+            raise WireError("bad_schema", f"devices[{i}].device {raw['device']!r} is not a valid id"[:200])
+        if not isinstance(raw["kind"], str) or not isinstance(raw["name"], str) or not isinstance(raw["attrs"], dict):
+            raise WireError("bad_schema", f"devices[{i}]: kind and name must be strings, attrs an object")
+        devices.append(DeviceInfo(raw["device"], raw["kind"], raw["name"], raw["attrs"]))
+    metrics: list[MetricInfo] = []
+    for i, raw in enumerate(_list(body["metrics"], "birth.metrics")):
+        _check_keys(raw, frozenset({"name", "unit", "type", "description"}), f"metrics[{i}]")
+        if not isinstance(raw["name"], str) or not METRIC_RE.match(raw["name"]) or "{" in raw["name"]:
+            raise WireError("bad_metric", f"metrics[{i}].name {raw['name']!r} is not a valid metric name"[:200])
+        if raw["type"] not in METRIC_TYPES:
+            raise WireError("bad_schema", f"metrics[{i}].type must be one of {METRIC_TYPES}")
+        metrics.append(MetricInfo(raw["name"], str(raw["unit"]), raw["type"], str(raw["description"])))
+    return Birth(origin, _int(body["boot"], "boot"), body["version"],
+                 _number(body["interval"], "interval"), body["host"], devices, metrics)
+
+
+def parse_status(origin: Origin, payload: bytes) -> Status:
+    body = _load(payload, 10_000)
+    _check_keys(body, frozenset({"v", "customer", "site", "agent", "state", "ts", "boot"}), "status")
+    _check_origin(body, origin)
+    if body["state"] not in AGENT_STATES:
+        raise WireError("bad_schema", f"status.state must be one of {AGENT_STATES}")
+    boot = None if body["boot"] is None else _int(body["boot"], "boot")
+    return Status(origin, body["state"], _number(body["ts"], "ts"), boot)
+
+
+def _list(value: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise WireError("bad_schema", f"{where} must be a list of objects")
+    return value
+
+
+def metric_base(key: str) -> str:
+    """``disk_used_percent{mount=/}`` → ``disk_used_percent``: the catalogue entry a sample belongs to."""
+    brace = key.find("{")
+    return key if brace < 0 else key[:brace]
+
+
+def metric_labels(key: str) -> dict[str, str]:
+    """``if_in_bps{if=eth0}`` → ``{"if": "eth0"}``."""
+    brace = key.find("{")
+    if brace < 0:
+        return {}
+    return dict(pair.split("=", 1) for pair in key[brace + 1:-1].split(","))

@@ -1,0 +1,1 @@
+"""Serves people: the REST API, the engineers' console and (later) the customer portal."""

@@ -1,0 +1,59 @@
+"""The FastAPI application: routers, error mapping, the async connection pool, the console page."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+from psycopg_pool import AsyncConnectionPool
+
+from agent.runner import agent_version
+from api import errors
+from api.models import Health
+from api.routes import devices, fleet
+
+
+def create_app(database_url: str, *, pool_max: int = 10) -> FastAPI:
+    """The app does not need the database to start: routes answer 503 until it is reachable."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_max, open=False,
+                                   kwargs={"autocommit": True})
+        await pool.open(wait=False)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title="fleetcare", version=agent_version(), lifespan=lifespan,
+                  description="Watch the equipment installed at customer sites: devices, their live "
+                              "status and metric history.")
+    errors.install(app)
+    app.include_router(devices.router)
+    app.include_router(fleet.router)
+
+    @app.get("/healthz", response_model=Health, tags=["health"],
+             responses={503: {"model": Health, "description": "The database is unreachable"}})
+    async def healthz() -> Any:
+        """Liveness and readiness: 200 when the database answers, 503 otherwise."""
+        ok = True
+        try:
+            async with app.state.pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+        except Exception:
+            ok = False
+        body = {"status": "ok" if ok else "degraded", "database": "ok" if ok else "unavailable",
+                "version": agent_version()}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def console() -> str:
+        return resources.files("api").joinpath("static", "console.html").read_text("utf-8")
+
+    return app

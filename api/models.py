@@ -1,0 +1,117 @@
+"""The API's resource models: one family per resource (``…Public`` is what the API returns)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+DeviceStatus = Literal["unknown", "online", "offline"]
+
+
+class Page(BaseModel):
+    total: int = Field(description="Items matching the filters, across all pages")
+    limit: int
+    offset: int
+
+
+class LatestValue(BaseModel):
+    value: float
+    time: datetime
+    unit: str = ""
+
+
+class DevicePublic(BaseModel):
+    id: int
+    key: str = Field(description="The device's id within its agent (``host`` for the agent's own host)")
+    name: str
+    kind: str = Field(description="host, switch, ups, … as the agent declared it")
+    customer: str
+    site: str
+    agent: str
+    status: DeviceStatus
+    status_since: datetime | None
+    last_seen: datetime | None
+    attrs: dict[str, Any]
+    metrics: dict[str, LatestValue] = Field(description="Latest value of every series, by series key")
+
+
+class DeviceList(Page):
+    items: list[DevicePublic]
+
+
+class SeriesPoint(BaseModel):
+    time: datetime = Field(description="Start of the step")
+    avg: float
+    min: float
+    max: float
+    count: int
+
+
+class SeriesPublic(BaseModel):
+    device_id: int
+    metric: str
+    unit: str
+    start: datetime
+    end: datetime
+    step: float = Field(description="Seconds per point")
+    source: Literal["raw", "rollup_5m"] = Field(description="Raw samples, or the 5-minute rollup for long ranges")
+    points: list[SeriesPoint]
+
+
+class CustomerPublic(BaseModel):
+    id: int
+    key: str
+    name: str
+    sites: int
+    devices: int
+
+
+class SitePublic(BaseModel):
+    id: int
+    key: str
+    name: str
+    customer: str
+    devices: int
+
+
+class AgentPublic(BaseModel):
+    id: int
+    key: str
+    customer: str
+    site: str
+    version: str | None
+    state: Literal["unknown", "online", "offline"]
+    state_since: datetime | None
+    last_seen: datetime | None
+    interval_s: float | None
+    last_seq: int | None
+    messages: int
+    samples: int
+    host: dict[str, Any]
+
+
+class MetricInfoPublic(BaseModel):
+    name: str
+    unit: str
+    type: Literal["gauge", "counter"]
+    description: str
+
+
+class RejectedSummary(BaseModel):
+    reason: str
+    count: int
+    last_at: datetime
+    last_topic: str
+    last_detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unavailable"]
+    version: str
+
+
+class ErrorBody(BaseModel):
+    detail: str

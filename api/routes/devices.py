@@ -1,0 +1,120 @@
+"""Devices: the fleet's live status, one device, and a device's metric series."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Query
+
+from api.deps import db
+from api.errors import BadRequest, NotFound
+from api.models import DeviceList, DevicePublic, DeviceStatus, ErrorBody, SeriesPoint, SeriesPublic
+from api.timeparams import parse_step, time_range
+
+router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+
+Conn = Annotated[psycopg.AsyncConnection, Depends(db)]
+
+_SELECT = """
+SELECT d.id, d.key, d.name, d.kind, d.status, d.status_since, d.last_seen, d.attrs,
+       c.key AS customer, s.key AS site, a.key AS agent,
+       coalesce((SELECT jsonb_object_agg(se.key, jsonb_build_object(
+                    'value', lv.value, 'time', lv.time, 'unit', coalesce(mc.unit, '')))
+                 FROM latest_values lv JOIN series se ON se.id = lv.series_id
+                 LEFT JOIN metric_catalogue mc ON mc.name = se.name
+                 WHERE lv.device_id = d.id), '{}'::jsonb) AS metrics
+FROM devices d
+JOIN agents a ON a.id = d.agent_id
+JOIN sites s ON s.id = a.site_id
+JOIN customers c ON c.id = s.customer_id
+"""
+
+_FILTER = """
+WHERE (%(customer)s::text IS NULL OR c.key = %(customer)s)
+  AND (%(site)s::text IS NULL OR s.key = %(site)s)
+  AND (%(status)s::text IS NULL OR d.status = %(status)s)
+  AND (%(kind)s::text IS NULL OR d.kind = %(kind)s)
+"""
+
+_NOT_FOUND = {404: {"model": ErrorBody, "description": "No such device"}}
+
+
+@router.get("", response_model=DeviceList, summary="List devices with their live status")
+async def list_devices(
+    conn: Conn,
+    customer: Annotated[str | None, Query(description="Customer key")] = None,
+    site: Annotated[str | None, Query(description="Site key")] = None,
+    status: Annotated[DeviceStatus | None, Query()] = None,
+    kind: Annotated[str | None, Query(description="host, switch, ups, …")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    params = {"customer": customer, "site": site, "status": status, "kind": kind,
+              "limit": limit, "offset": offset}
+    total = await (await conn.execute(
+        "SELECT count(*) AS n FROM devices d JOIN agents a ON a.id = d.agent_id "
+        "JOIN sites s ON s.id = a.site_id JOIN customers c ON c.id = s.customer_id" + _FILTER,
+        params)).fetchone()
+    rows = await (await conn.execute(
+        _SELECT + _FILTER + " ORDER BY c.key, s.key, d.name, d.id LIMIT %(limit)s OFFSET %(offset)s",
+        params)).fetchall()
+    return {"items": rows, "total": total["n"] if total else 0, "limit": limit, "offset": offset}
+
+
+@router.get("/{device_id}", response_model=DevicePublic, responses=_NOT_FOUND, summary="One device")
+async def get_device(conn: Conn, device_id: int) -> dict[str, Any]:
+    row = await (await conn.execute(_SELECT + " WHERE d.id = %(id)s", {"id": device_id})).fetchone()
+    if row is None:
+        raise NotFound(f"device {device_id}")
+    return row
+
+
+@router.get("/{device_id}/metrics", response_model=SeriesPublic,
+            responses={**_NOT_FOUND, 400: {"model": ErrorBody, "description": "Bad metric, range or step"}},
+            summary="A device's metric over time, downsampled to one point per step")
+async def get_series(
+    conn: Conn,
+    device_id: int,
+    metric: Annotated[str, Query(description="Series key, e.g. cpu_percent or disk_used_percent{mount=/}",
+                                 min_length=1, max_length=300)],
+    start: Annotated[str | None, Query(description="RFC 3339 or epoch seconds; default end − 1 h")] = None,
+    end: Annotated[str | None, Query(description="RFC 3339 or epoch seconds; default now")] = None,
+    step: Annotated[str | None, Query(description="Seconds or 30s, 5m, 1h; default range/300")] = None,
+) -> dict[str, Any]:
+    start_t, end_t = time_range(start, end)
+    step_s = parse_step(step, start_t, end_t)
+    device = await (await conn.execute("SELECT id FROM devices WHERE id = %s", (device_id,))).fetchone()
+    if device is None:
+        raise NotFound(f"device {device_id}")
+    series = await (await conn.execute(
+        "SELECT se.id, se.key, coalesce(mc.unit, '') AS unit FROM series se "
+        "LEFT JOIN metric_catalogue mc ON mc.name = se.name "
+        "WHERE (se.key = %(m)s OR se.name = %(m)s) "
+        "AND EXISTS (SELECT 1 FROM latest_values lv WHERE lv.device_id = %(d)s AND lv.series_id = se.id) "
+        "ORDER BY se.key", {"m": metric, "d": device_id})).fetchall()
+    exact = [s for s in series if s["key"] == metric]
+    if exact:
+        series = exact
+    if not series:
+        raise NotFound(f"metric {metric!r} on device {device_id}")
+    if len(series) > 1:
+        raise BadRequest(f"metric {metric!r} has {len(series)} series on this device; name one: "
+                         + ", ".join(s["key"] for s in series[:20]))
+    chosen = series[0]
+    use_rollup = step_s >= 300 and step_s % 300 == 0 and (end_t - start_t).total_seconds() > 86_400
+    params = {"d": device_id, "s": chosen["id"], "start": start_t, "end": end_t, "step": step_s}
+    if use_rollup:
+        sql = ("SELECT date_bin(make_interval(secs => %(step)s), bucket, %(start)s) AS time, "
+               "sum(v_avg * n) / sum(n) AS avg, min(v_min) AS min, max(v_max) AS max, sum(n)::bigint AS count "
+               "FROM samples_5m WHERE device_id = %(d)s AND series_id = %(s)s "
+               "AND bucket >= %(start)s AND bucket < %(end)s GROUP BY 1 ORDER BY 1")
+    else:
+        sql = ("SELECT date_bin(make_interval(secs => %(step)s), time, %(start)s) AS time, "
+               "avg(value) AS avg, min(value) AS min, max(value) AS max, count(*) AS count "
+               "FROM samples WHERE device_id = %(d)s AND series_id = %(s)s "
+               "AND time >= %(start)s AND time < %(end)s GROUP BY 1 ORDER BY 1")
+    rows = await (await conn.execute(sql, params)).fetchall()
+    return {"device_id": device_id, "metric": chosen["key"], "unit": chosen["unit"], "start": start_t,
+            "end": end_t, "step": step_s, "source": "rollup_5m" if use_rollup else "raw",
+            "points": [SeriesPoint(**r) for r in rows]}

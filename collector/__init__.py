@@ -1,0 +1,2 @@
+"""Ingest and storage: MQTT subscription, validation, batching, the schema and its migrations, the
+device registry and liveness."""

@@ -1,0 +1,269 @@
+"""The collector: MQTT in, validate, batch, COPY into PostgreSQL, acknowledge after commit.
+
+paho's network thread only queues messages; one writer thread parses them, builds batches and
+writes them. A message is acknowledged (PUBACK) only after the transaction holding its rows (or its
+rejection record) has committed, so a crash or a database outage costs a redelivery, never a sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent import mqtt, wire
+from collector.config import ServerConfig
+from collector.migrate import backend_of
+from collector.store import Batch, Rejected, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received: float
+
+
+class Stats:
+    """Counters since start; the collector logs them every minute."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.samples_received = 0
+        self.samples_stored = 0
+        self.duplicates = 0
+        self.batches = 0
+        self.rejected: Counter[str] = Counter()
+        self.db_errors = 0
+
+    def line(self) -> str:
+        rejected = ", ".join(f"{k}={v}" for k, v in sorted(self.rejected.items())) or "none"
+        return (f"messages={self.messages} samples={self.samples_received} stored={self.samples_stored} "
+                f"duplicates={self.duplicates} batches={self.batches} rejected: {rejected}")
+
+
+def _estimate_samples(item: Inbound) -> int:
+    """A cheap size guess for batching, before parsing (a sample is roughly 25 bytes of JSON)."""
+    return max(1, len(item.payload) // 25)
+
+
+class Collector:
+    def __init__(self, config: ServerConfig, *, protocol: int = mqtt.MQTTv5) -> None:
+        self.config = config
+        self.protocol = protocol
+        self.prefix = config.mqtt.topic_prefix
+        self.stats = Stats()
+        self.ready = threading.Event()  # subscribed and able to write
+        self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self._address = mqtt.BrokerAddress.parse(config.mqtt.url)
+        self._store: Store | None = None
+        self._db_down_since: float | None = None
+        self.client = self._make_client()
+
+    # ------------------------------------------------------------ MQTT side (network thread)
+
+    def _make_client(self) -> paho.Client:
+        m = self.config.mqtt
+        client = mqtt.new_client(m.client_id, self.protocol, username=m.username, password=m.password,
+                                 tls=self._address.tls, ca_file=m.ca_file, manual_ack=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _connect_properties(self) -> Properties | None:
+        if self.protocol != mqtt.MQTTv5:
+            return None
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.config.mqtt.session_expiry_s
+        props.ReceiveMaximum = self.config.collector.receive_maximum
+        return props
+
+    def subscriptions(self) -> list[str]:
+        """Telemetry through a shared subscription (collectors split it); birth and status plain,
+        because retained messages are not delivered to shared subscriptions and every collector
+        should know every agent."""
+        telemetry = wire.subscription(self.prefix, wire.TELEMETRY)
+        if self.protocol == mqtt.MQTTv5:
+            telemetry = f"$share/{self.config.mqtt.share_group}/{telemetry}"
+        return [telemetry, wire.subscription(self.prefix, wire.BIRTH), wire.subscription(self.prefix, wire.STATUS)]
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if reason_code.is_failure:
+            log.error("broker %s refused the collector: %s", self._address, reason_code)
+            return
+        log.info("collector connected to %s (session %s)", self._address,
+                 "resumed" if flags.session_present else "new")
+        client.subscribe([(t, wire.QOS) for t in self.subscriptions()])
+        self.ready.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if self.ready.is_set():
+            log.warning("collector lost broker %s (%s); reconnecting", self._address, reason_code)
+
+    def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:  # noqa: ANN001
+        self._inbox.put(Inbound(message.mid, message.qos, message.topic, message.payload, time.time()))
+
+    # ------------------------------------------------------------ parsing
+
+    def classify(self, item: Inbound, batch: Batch, now: float) -> None:
+        """Parse one message into the batch, or record why it was refused."""
+        oldest = now - self.config.database.retention_days * 86_400
+        try:
+            origin, kind = wire.parse_topic(self.prefix, item.topic)
+            if kind == wire.TELEMETRY:
+                batch.telemetry.append(wire.parse_telemetry(
+                    origin, item.payload, max_bytes=self.config.collector.max_payload_bytes,
+                    oldest=oldest, now=now))
+            elif kind == wire.BIRTH:
+                if item.payload:  # an empty retained message clears the topic: nothing to do
+                    batch.births.append(wire.parse_birth(origin, item.payload,
+                                                         max_bytes=self.config.collector.max_payload_bytes))
+            elif item.payload:
+                batch.statuses.append(wire.parse_status(origin, item.payload))
+        except wire.WireError as exc:
+            self.stats.rejected[exc.reason] += 1
+            log.warning("rejected message on %s (%d bytes): %s", item.topic[:200], len(item.payload), exc)
+            batch.rejected.append(Rejected(item.topic, exc.reason, exc.detail, item.payload))
+
+    # ------------------------------------------------------------ database side (writer thread)
+
+    def _connect_db(self) -> Store:
+        conn = psycopg.connect(self.config.database.url, autocommit=False, connect_timeout=5)
+        backend = backend_of(conn)
+        conn.commit()
+        return Store(conn, backend, stale_intervals=self.config.collector.stale_intervals)
+
+    def _write(self, batch: Batch, stop: threading.Event) -> bool:
+        """Write with back-off while the database is unreachable; True once stored, False on stop.
+
+        Only connection failures are retried as they are. Any other database error is about the
+        data, so the batch is written again message by message (see ``_isolate``).
+        """
+        delay = 0.5
+        while True:
+            try:
+                if self._store is None or self._store.conn.closed:
+                    self._store = self._connect_db()
+                result = self._store.write(batch)
+            except psycopg.OperationalError as exc:
+                self._db_failed(exc, len(batch))
+                if stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 10.0)
+                continue
+            if self._db_down_since is not None:
+                log.info("database back after %.0f s", time.monotonic() - self._db_down_since)
+                self._db_down_since = None
+            self.stats.batches += 1
+            self.stats.samples_received += result.received
+            self.stats.samples_stored += result.stored
+            self.stats.duplicates += result.duplicates
+            return True
+
+    def _db_failed(self, exc: Exception, held: int) -> None:
+        self.stats.db_errors += 1
+        if self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.error("database unavailable (%s); holding %d messages unacknowledged, retrying", first, held)
+        if self._store is not None:
+            try:
+                self._store.conn.close()
+            except Exception:
+                pass
+            self._store = None
+
+    def _store_items(self, items: list[Inbound], stop: threading.Event) -> bool:
+        batch = Batch()
+        now = time.time()
+        for item in items:
+            self.classify(item, batch, now)
+        try:
+            return self._write(batch, stop)
+        except psycopg.Error as exc:
+            log.error("batch of %d messages failed to store (%s); retrying them one by one",
+                      len(items), str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            return self._isolate(items, stop)
+
+    def _isolate(self, items: list[Inbound], stop: threading.Event) -> bool:
+        """Store each message alone; one the database still refuses is kept as rejected
+        (reason ``store_error``, payload and error recorded) so the stream keeps flowing."""
+        for item in items:
+            single = Batch()
+            self.classify(item, single, time.time())
+            try:
+                if not self._write(single, stop):
+                    return False
+            except psycopg.Error as exc:
+                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self.stats.rejected["store_error"] += 1
+                log.error("message on %s refused by the database: %s", item.topic[:200], detail)
+                if not self._write(Batch(rejected=[Rejected(item.topic, "store_error", detail, item.payload)]),
+                                   stop):
+                    return False
+        return True
+
+    def _writer(self, stop: threading.Event) -> None:
+        cfg = self.config.collector
+        last_stats = time.monotonic()
+        while not stop.is_set():
+            try:
+                first = self._inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            items = [first]
+            samples = _estimate_samples(first)
+            deadline = time.monotonic() + cfg.batch_ms / 1000
+            while samples < cfg.batch_samples:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                items.append(item)
+                samples += _estimate_samples(item)
+            if not self._store_items(items, stop):
+                return  # stopping during an outage: unacknowledged, the broker redelivers
+            self.stats.messages += len(items)
+            for item in items:
+                if item.qos > 0:
+                    self.client.ack(item.mid, item.qos)
+            if time.monotonic() - last_stats > 60:
+                log.info("collector: %s", self.stats.line())
+                last_stats = time.monotonic()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def run(self, stop: threading.Event) -> None:
+        """Connect (retrying), consume until ``stop``; unacknowledged messages stay with the broker."""
+        props = self._connect_properties()
+        if self.protocol == mqtt.MQTTv5:  # 3.1.1 takes clean_session=False from the client instead
+            self.client.connect_async(self._address.host, self._address.port, keepalive=30,
+                                      clean_start=False, properties=props)
+        else:
+            self.client.connect_async(self._address.host, self._address.port, keepalive=30)
+        self.client.loop_start()
+        writer = threading.Thread(target=self._writer, args=(stop,), name="collector-writer", daemon=True)
+        writer.start()
+        try:
+            stop.wait()
+        finally:
+            writer.join(timeout=30)
+            self.client.disconnect()
+            self.client.loop_stop()
+            if self._store is not None:
+                self._store.conn.close()
+            log.info("collector stopped: %s", self.stats.line())

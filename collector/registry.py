@@ -1,0 +1,122 @@
+"""The device registry: customers, sites, agents, devices and series, created as the wire names them.
+
+Agents register themselves and their devices through birth messages; a sample from a device the
+registry has not met yet still gets a row (kind "unknown") rather than being dropped. Ids are cached
+per process; a cache miss costs one upsert.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+
+from agent import wire
+
+log = logging.getLogger(__name__)
+
+
+def _upsert_id(conn: psycopg.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+class Registry:
+    """Id lookups with a per-process cache. Every method runs on the caller's connection."""
+
+    def __init__(self) -> None:
+        self._agents: dict[wire.Origin, int] = {}
+        self._devices: dict[tuple[int, str], int] = {}
+        self._series: dict[str, int] = {}
+
+    def clear(self) -> None:
+        """Forget cached ids (after a failed transaction whose inserts were rolled back)."""
+        self._agents.clear()
+        self._devices.clear()
+        self._series.clear()
+
+    def agent_id(self, conn: psycopg.Connection, origin: wire.Origin) -> int:
+        cached = self._agents.get(origin)
+        if cached is not None:
+            return cached
+        customer = _upsert_id(conn, "INSERT INTO customers (key, name) VALUES (%s, %s) "
+                                    "ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING id",
+                              (origin.customer, origin.customer))
+        site = _upsert_id(conn, "INSERT INTO sites (customer_id, key, name) VALUES (%s, %s, %s) "
+                                "ON CONFLICT (customer_id, key) DO UPDATE SET key = EXCLUDED.key RETURNING id",
+                          (customer, origin.site, origin.site))
+        agent = _upsert_id(conn, "INSERT INTO agents (site_id, key) VALUES (%s, %s) "
+                                 "ON CONFLICT (site_id, key) DO UPDATE SET key = EXCLUDED.key RETURNING id",
+                           (site, origin.agent))
+        self._agents[origin] = agent
+        return agent
+
+    def device_id(self, conn: psycopg.Connection, agent_id: int, key: str) -> int:
+        cached = self._devices.get((agent_id, key))
+        if cached is not None:
+            return cached
+        device = _upsert_id(conn, "INSERT INTO devices (agent_id, key, name) VALUES (%s, %s, %s) "
+                                  "ON CONFLICT (agent_id, key) DO UPDATE SET key = EXCLUDED.key RETURNING id",
+                            (agent_id, key, key))
+        self._devices[(agent_id, key)] = device
+        return device
+
+    def series_id(self, conn: psycopg.Connection, key: str) -> int:
+        cached = self._series.get(key)
+        if cached is not None:
+            return cached
+        series = _upsert_id(conn, "INSERT INTO series (key, name, labels) VALUES (%s, %s, %s) "
+                                  "ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING id",
+                            (key, wire.metric_base(key), json.dumps(wire.metric_labels(key))))
+        self._series[key] = series
+        return series
+
+    # ------------------------------------------------------------ birth and status
+
+    def apply_birth(self, conn: psycopg.Connection, birth: wire.Birth) -> None:
+        """Record what the agent says about itself, its devices and its metrics."""
+        agent = self.agent_id(conn, birth.origin)
+        conn.execute("UPDATE agents SET version = %s, boot = %s, interval_s = %s, host = %s, "
+                     "last_seen = greatest(last_seen, now()) WHERE id = %s",
+                     (birth.version, birth.boot, birth.interval, json.dumps(birth.host), agent))
+        for d in birth.devices:
+            device = self.device_id(conn, agent, d.device)
+            conn.execute("UPDATE devices SET kind = %s, name = %s, attrs = %s WHERE id = %s",
+                         (d.kind, d.name, json.dumps(d.attrs), device))
+        for m in birth.metrics:
+            conn.execute("INSERT INTO metric_catalogue (name, unit, type, description) VALUES (%s, %s, %s, %s) "
+                         "ON CONFLICT (name) DO UPDATE SET unit = EXCLUDED.unit, type = EXCLUDED.type, "
+                         "description = EXCLUDED.description, updated_at = now()",
+                         (m.name, m.unit, m.type, m.description))
+
+    def apply_status(self, conn: psycopg.Connection, status: wire.Status) -> bool:
+        """Move the agent (and, when it goes offline, its devices) to the reported state.
+
+        A status from an older boot than the one on record is ignored: a Last Will published on
+        session takeover can arrive after the new process said "online". Returns True on a change.
+        """
+        agent = self.agent_id(conn, status.origin)
+        at = datetime.fromtimestamp(status.ts, timezone.utc)
+        row = conn.execute(
+            "UPDATE agents SET state = %(state)s, state_since = %(at)s, "
+            "  boot = CASE WHEN %(boot)s::bigint IS NULL THEN boot ELSE greatest(boot, %(boot)s) END "
+            "WHERE id = %(id)s AND state <> %(state)s "
+            "  AND (%(boot)s::bigint IS NULL OR boot IS NULL OR %(boot)s >= boot) RETURNING id",
+            {"state": status.state, "at": at, "boot": status.boot, "id": agent}).fetchone()
+        if row is None:
+            return False
+        conn.execute("INSERT INTO device_events (agent_id, kind, detail) VALUES (%s, %s, %s)",
+                     (agent, f"agent_{status.state}", json.dumps({"boot": status.boot})))
+        if status.state == "offline":
+            conn.execute(
+                "WITH changed AS (UPDATE devices SET status = 'offline', status_since = now() "
+                "  WHERE agent_id = %s AND status <> 'offline' RETURNING id) "
+                "INSERT INTO device_events (device_id, agent_id, kind, detail) "
+                "SELECT id, %s, 'offline', '{\"reason\": \"agent offline\"}' FROM changed", (agent, agent))
+        log.info("agent %s/%s/%s is %s", status.origin.customer, status.origin.site,
+                 status.origin.agent, status.state)
+        return True

@@ -1,0 +1,107 @@
+"""The one command line: `fleetcare <subcommand>`. Server subcommands import the server lazily, so a
+site install (agent dependencies only) runs `fleetcare agent` without FastAPI or psycopg."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
+
+
+def _server_config(args: argparse.Namespace):
+    try:
+        from collector.config import load
+    except ImportError as exc:  # site install without the server extra
+        raise SystemExit(f"fleetcare {args.command}: the server is not installed "
+                         f"(pip install 'fleetcare[server]'): {exc}")
+    from agent.settings import SettingsError
+    try:
+        cfg = load(args.config)
+    except SettingsError as exc:
+        raise SystemExit(f"configuration error: {exc}")
+    if getattr(args, "port", None):
+        cfg.api.port = args.port
+    if getattr(args, "host", None):
+        cfg.api.host = args.host
+    return cfg
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from agent.main import run
+    return run(args.config)
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from fleetcare import server
+    cfg = _server_config(args)
+    parts = {"server": dict(collector=True, api=True, jobs=True),
+             "collector": dict(collector=True, api=False, jobs=True),
+             "api": dict(collector=False, api=True, jobs=False)}[args.command]
+    return server.run(cfg, **parts)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    cfg = _server_config(args)
+    if not cfg.database.url:
+        raise SystemExit("database.url is not set: set FLEETCARE_DATABASE_URL or [database] url")
+    from collector.migrate import MigrationError, migrate
+    try:
+        info = migrate(cfg.database.url, cfg.database)
+    except MigrationError as exc:
+        raise SystemExit(f"migrate: {exc}")
+    print(f"schema at version {info['to']} (was {info['from']}) on {info['backend']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fleetcare.demo import run
+    return run(port=args.port, data_dir=args.data_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleetcare", description="Watch installed equipment at customer "
+                                     "sites and fix it before the customer notices.")
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the whole system on this machine with embedded defaults")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port of the console and API (8080)")
+    p.add_argument("--data-dir", type=Path, default=Path.home() / ".local/share/fleetcare/demo",
+                   help="where embedded data lives; kept across runs")
+    p.set_defaults(func=cmd_demo)
+
+    for name, text in (("server", "collector + jobs + API in one process (single-node install)"),
+                       ("collector", "MQTT ingest and storage housekeeping only"),
+                       ("api", "the HTTP API and console only")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", type=Path, help="server TOML file (see deploy/server.toml)")
+        if name != "collector":
+            p.add_argument("--port", type=int, help="HTTP port (default from config: 8080)")
+            p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+        p.set_defaults(func=cmd_server)
+
+    p = sub.add_parser("agent", help="the site agent")
+    p.add_argument("--config", type=Path, required=True, help="agent TOML file (see deploy/agent.toml)")
+    p.set_defaults(func=cmd_agent)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    p.add_argument("--config", type=Path, help="server TOML file")
+    p.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""`fleetcare demo`: the whole system on one machine — database, broker, server, an agent watching
+this host and a simulated fleet — started with embedded defaults and stopped together on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import urllib.request
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fleetcare import embedded
+
+log = logging.getLogger("fleetcare.demo")
+
+
+def fleet() -> dict[str, Any]:
+    return tomllib.loads(resources.files("fleetcare").joinpath("demo_fleet.toml").read_text("utf-8"))
+
+
+def _q(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def agent_configs(data_dir: Path, mqtt_url: str) -> list[Path]:
+    """One TOML file per demo agent (written every run, so edits to the fleet file apply)."""
+    spec = fleet()
+    out = []
+    agents_dir = data_dir / "agents"
+    agents_dir.mkdir(parents=True, exist_ok=True)
+    first = spec["sites"][0]
+    host = {"customer": first["customer"], "site": first["site"], "agent": "demo-host", "devices": [],
+            "host": True}
+    for site in [host] + spec["sites"]:
+        lines = ["[agent]", f"id = {_q(site['agent'])}", f"customer = {_q(site['customer'])}",
+                 f"site = {_q(site['site'])}", f"interval = {spec['interval']}",
+                 f"data_dir = {_q(str(agents_dir / site['agent']))}", "",
+                 "[mqtt]", f"url = {_q(mqtt_url)}", "",
+                 "[host]", f"enabled = {'true' if site.get('host') else 'false'}", ""]
+        for d in site["devices"]:
+            lines += ["[[simulate.devices]]", f"name = {_q(d['name'])}", f"kind = {_q(d['kind'])}", ""]
+        path = agents_dir / f"{site['agent']}.toml"
+        path.write_text("\n".join(lines))
+        out.append(path)
+    return out
+
+
+class Children:
+    """The processes the demo started; stopped in reverse order, politely then firmly."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        logfile = open(self.log_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "fleetcare.cli", *args], env=env,
+                                stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        logfile.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.procs if p.poll() is not None]
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", name)
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | None = None) -> int:
+    """Start everything, print the banner, wait for Ctrl-C (or ``stop``), stop everything."""
+    data_dir = Path(data_dir or Path.home() / ".local/share/fleetcare/demo").expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stop = stop or threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    services: list[Any] = []
+    children = Children(data_dir / "logs")
+    try:
+        database_url = os.environ.get("FLEETCARE_DATABASE_URL", "")
+        if database_url:
+            db_line = f"PostgreSQL from FLEETCARE_DATABASE_URL"
+        else:
+            pg = embedded.EmbeddedPostgres(data_dir / "postgres")
+            database_url = pg.start()
+            services.append(pg)
+            db_line = f"embedded PostgreSQL, data in {pg.data_dir} (no TimescaleDB: plain partitions)"
+        mqtt_url = os.environ.get("FLEETCARE_MQTT_URL", "")
+        if mqtt_url:
+            broker_line = f"broker from FLEETCARE_MQTT_URL ({mqtt_url})"
+        else:
+            broker = embedded.broker(data_dir / "mosquitto")
+            mqtt_url = broker.start()
+            services.append(broker)
+            broker_line = f"{broker.kind} on {mqtt_url} — {broker.limits}"
+
+        env = dict(os.environ, FLEETCARE_DATABASE_URL=database_url, FLEETCARE_MQTT_URL=mqtt_url)
+        server = children.spawn("server", ["server", "--port", str(port)], env)
+        console = f"http://127.0.0.1:{port}/"
+        if not _wait_http(console + "healthz", 120, server):
+            log.error("the server did not come up; see %s", children.log_dir / "server.log")
+            return 1
+        configs = agent_configs(data_dir, mqtt_url)
+        for path in configs:
+            children.spawn(f"agent-{path.stem}", ["agent", "--config", str(path)], env)
+        spec = fleet()
+        simulated = sum(len(s["devices"]) for s in spec["sites"])
+        print("\n".join([
+            "",
+            "fleetcare demo is running",
+            f"  console   {console}",
+            f"  API       {console}api/v1/devices   (OpenAPI: {console}docs)",
+            f"  database  {db_line}",
+            f"  broker    {broker_line}",
+            f"  fleet     1 agent watching this host + {simulated} simulated devices in "
+            f"{len(spec['sites'])} sites of {len({s['customer'] for s in spec['sites']})} customers",
+            f"  logs      {children.log_dir}",
+            "Press Ctrl-C to stop everything.",
+            "",
+        ]), flush=True)
+        while not stop.wait(1.0):
+            dead = children.dead()
+            if dead:
+                log.error("%s exited; stopping the demo (see %s)", ", ".join(dead), children.log_dir)
+                return 1
+        return 0
+    finally:
+        children.stop()
+        for service in reversed(services):
+            service.stop()
+        print("fleetcare demo stopped.", flush=True)

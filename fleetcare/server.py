@@ -1,0 +1,116 @@
+"""`fleetcare server` / `collector` / `api`: the server parts, together or alone.
+
+Start-up is strict about configuration and patient with services: the schema is migrated (waiting
+for PostgreSQL with back-off), the broker is waited for, then everything runs until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+import psycopg
+
+from agent import mqtt
+from collector.config import ServerConfig
+from collector.migrate import migrate
+
+log = logging.getLogger("fleetcare.server")
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def wait_and_migrate(cfg: ServerConfig, stop: threading.Event, timeout: float = 120.0) -> dict[str, object]:
+    """Migrate once PostgreSQL answers; a database still starting is normal at boot."""
+    if not cfg.database.url:
+        raise StartupError("database.url is not set: set FLEETCARE_DATABASE_URL (or [database] url), "
+                           "or run `fleetcare demo`, which starts an embedded PostgreSQL")
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    while True:
+        try:
+            return migrate(cfg.database.url, cfg.database)
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline or stop.is_set():
+                raise StartupError(f"database unreachable: {str(exc).strip()}") from None
+            log.warning("database not reachable yet (%s); retrying in %.0f s",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer", delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def negotiate(cfg: ServerConfig, stop: threading.Event) -> int:
+    if not cfg.mqtt.url:
+        raise StartupError("mqtt.url is not set: set FLEETCARE_MQTT_URL (or [mqtt] url), "
+                           "or run `fleetcare demo`, which starts a broker of its own")
+    try:
+        return mqtt.negotiate_protocol(cfg.mqtt.url, username=cfg.mqtt.username, password=cfg.mqtt.password,
+                                       ca_file=cfg.mqtt.ca_file, timeout=120.0, stop=stop)
+    except mqtt.BrokerUnavailable as exc:
+        raise StartupError(str(exc)) from None
+
+
+def _install_stop(stop: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bool = True) -> int:
+    """Run the chosen parts in this process until a signal; returns the exit code."""
+    stop = threading.Event()
+    _install_stop(stop)
+    try:
+        info = wait_and_migrate(cfg, stop)
+        log.info("schema at version %s on %s", info["to"], info["backend"])
+        protocol = negotiate(cfg, stop) if collector else None
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 2
+    threads: list[threading.Thread] = []
+    if collector:
+        from collector.ingest import Collector
+        col = Collector(cfg, protocol=protocol)
+        t = threading.Thread(target=col.run, args=(stop,), name="collector", daemon=True)
+        t.start()
+        threads.append(t)
+    scheduler = None
+    pool = None
+    if jobs:
+        from psycopg_pool import ConnectionPool
+        from alerting import scheduler as sched
+        from collector import maintenance
+        pool = ConnectionPool(cfg.database.url, min_size=1, max_size=3, kwargs={"autocommit": False},
+                              open=True)
+        with pool.connection() as conn:
+            applicable = maintenance.applicable(conn, maintenance.jobs(cfg.database.retention_days,
+                                                                       cfg.collector.stale_intervals))
+        scheduler = sched.start(pool, applicable)
+    try:
+        if api:
+            import uvicorn
+            from api.app import create_app
+            app = create_app(cfg.database.url, pool_max=cfg.database.pool_max)
+            server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port,
+                                                   log_level="warning", access_log=False))
+            log.info("API listening on http://%s:%d", cfg.api.host, cfg.api.port)
+            watcher = threading.Thread(target=lambda: (stop.wait(), setattr(server, "should_exit", True)),
+                                       daemon=True)
+            watcher.start()
+            server.run()  # installs its own SIGINT/SIGTERM handlers and returns on either
+            stop.set()
+        else:
+            stop.wait()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        if pool is not None:
+            pool.close()
+    log.info("stopped")
+    return 0
