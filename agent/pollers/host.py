@@ -30,7 +30,8 @@ class HostProbe:
         self._ps = ps  # the seam: tests pass a fake psutil
         self._catalogue = load_catalogue("host_metrics.toml")
         self._last_net: tuple[float, dict[str, Any]] | None = None
-        self._ps.cpu_percent(interval=None)  # prime: the first real reading covers one interval
+        self._ps.cpu_percent(interval=None)  # prime: psutil measures CPU between two calls
+        self._cpu_since = time.monotonic()
 
     def devices(self) -> list[DeviceInfo]:
         return [DeviceInfo(DEVICE_ID, "host", socket.gethostname(), host_facts(self._ps))]
@@ -42,7 +43,10 @@ class HostProbe:
         values: dict[str, float] = {}
         ps = self._ps
         try:
-            values["cpu_percent"] = float(ps.cpu_percent(interval=None))
+            cpu = float(ps.cpu_percent(interval=None))
+            if time.monotonic() - self._cpu_since >= 0.5:  # shorter windows give noise (0 or 100)
+                values["cpu_percent"] = cpu
+            self._cpu_since = time.monotonic()
             load1, load5, load15 = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
             values.update(load1=load1, load5=load5, load15=load15)
             mem = ps.virtual_memory()

@@ -105,12 +105,12 @@ async def get_series(
     use_rollup = step_s >= 300 and step_s % 300 == 0 and (end_t - start_t).total_seconds() > 86_400
     params = {"d": device_id, "s": chosen["id"], "start": start_t, "end": end_t, "step": step_s}
     if use_rollup:
-        sql = ("SELECT date_bin(make_interval(secs => %(step)s), bucket, %(start)s) AS time, "
+        sql = ("SELECT date_bin(make_interval(secs => %(step)s), bucket, 'epoch') AS time, "
                "sum(v_avg * n) / sum(n) AS avg, min(v_min) AS min, max(v_max) AS max, sum(n)::bigint AS count "
                "FROM samples_5m WHERE device_id = %(d)s AND series_id = %(s)s "
                "AND bucket >= %(start)s AND bucket < %(end)s GROUP BY 1 ORDER BY 1")
     else:
-        sql = ("SELECT date_bin(make_interval(secs => %(step)s), time, %(start)s) AS time, "
+        sql = ("SELECT date_bin(make_interval(secs => %(step)s), time, 'epoch') AS time, "
                "avg(value) AS avg, min(value) AS min, max(value) AS max, count(*) AS count "
                "FROM samples WHERE device_id = %(d)s AND series_id = %(s)s "
                "AND time >= %(start)s AND time < %(end)s GROUP BY 1 ORDER BY 1")
