@@ -1,0 +1,74 @@
+"""`fleetcare demo` as a newcomer runs it: everything comes up, the fleet is listed within 30 s,
+and Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from fleetcare.embedded import free_port
+from tests.conftest import ROOT, wait_until
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def test_demo_starts_everything_and_stops_everything(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCARE_")}  # embedded defaults
+    out = open(tmp_path / "demo.out", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "fleetcare.cli", "demo", "--port", str(port),
+                             "--data-dir", str(tmp_path / "data")], stdout=out, stderr=subprocess.STDOUT,
+                            env=env, cwd=ROOT)
+    demo = psutil.Process(proc.pid)
+    try:
+        started = time.monotonic()
+
+        def fleet_online() -> list[dict] | None:
+            try:
+                items = _get(f"http://127.0.0.1:{port}/api/v1/devices")["items"]
+            except OSError:
+                return None
+            online = [d for d in items if d["status"] == "online" and d["metrics"]]
+            return items if len(online) >= 6 and len(online) == len(items) else None
+
+        try:
+            items = wait_until(fleet_online, timeout=90, interval=0.5, message="the demo fleet online")
+        except AssertionError:
+            out.flush()
+            raise AssertionError((tmp_path / "demo.out").read_text())
+        elapsed = time.monotonic() - started
+        kinds = {d["kind"] for d in items}
+        assert {"host", "switch", "ups"} <= kinds
+        assert len({d["customer"] for d in items}) >= 2 and len({(d["customer"], d["site"]) for d in items}) >= 3
+        assert len([d for d in items if d["kind"] != "host"]) >= 5
+        banner = (tmp_path / "demo.out").read_text()
+        assert f"http://127.0.0.1:{port}/" in banner and "broker" in banner
+        descendants = demo.children(recursive=True)
+        assert len(descendants) >= 5  # server, agents, database, broker
+        print(f"demo fleet online after {elapsed:.1f} s")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(60)
+        finally:
+            out.close()
+    assert code == 0, (tmp_path / "demo.out").read_text()
+    leftovers = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not leftovers, f"processes left behind: {[p.cmdline() for p in leftovers]}"
+    assert "demo stopped" in (tmp_path / "demo.out").read_text()
+    # pg_ctl daemonises the embedded PostgreSQL: look for it by its data directory
+    data = str(tmp_path / "data")
+    strays = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
+              if p.info["cmdline"] and any(data in part for part in p.info["cmdline"])]
+    assert not strays, f"processes left behind: {strays}"
