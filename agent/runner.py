@@ -61,7 +61,7 @@ class Agent:
         self.prefix = config.mqtt.topic_prefix
         self.boot = int(time.time() * 1000)
         self.seq = 0
-        self.spool = spool or MemorySpool()
+        self.spool = spool if spool is not None else MemorySpool()  # an empty spool is falsy
         self.connected = threading.Event()
         self._inflight: dict[int, Entry] = {}
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()

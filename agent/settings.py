@@ -93,7 +93,8 @@ def _build(cls: type[T], data: Any, source: str, prefix: str) -> T:
         try:
             validate()
         except ValueError as exc:
-            raise SettingsError(f"{source}: {prefix}{exc}") from None
+            message = str(exc)  # sections name their own fields ("agent.id ..."); list items do not
+            raise SettingsError(f"{source}: {message if message.startswith(prefix) else prefix + message}") from None
     return obj
 
 

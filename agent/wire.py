@@ -209,7 +209,10 @@ def _check_origin(body: dict[str, Any], origin: Origin) -> None:
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise WireError("bad_value", f"{where}: expected a number, got {value!r}"[:200])
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a JSON integer too large for a float
+        raise WireError("bad_value", f"{where}: value is out of range") from None
     if not math.isfinite(value):
         raise WireError("bad_value", f"{where}: value is not finite")
     return value
