@@ -422,3 +422,13 @@ def test_build_fails_at_start_on_unknown_kind() -> None:
     with pytest.raises(ValueError, match="toaster"):
         build(config(simulate__devices=devices(("t-1", "toaster"))))
 
+
+
+def test_failing_memory_reading_keeps_the_other_system_readings(ps: FakePsutil, clock: Clock,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> Memory:
+        raise RuntimeError("no /proc/meminfo")
+    monkeypatch.setattr(ps, "virtual_memory", broken)
+    values = poll_one(HostProbe(HostSection(), ps=ps), clock.time())
+    assert "mem_used_percent" not in values
+    assert {"swap_used_percent", "uptime_seconds", "processes", "load1"} <= set(values)

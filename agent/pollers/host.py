@@ -41,25 +41,28 @@ class HostProbe:
 
     def poll(self, now: float) -> list[Point]:
         values: dict[str, float] = {}
-        ps = self._ps
-        try:
-            cpu = float(ps.cpu_percent(interval=None))
-            if time.monotonic() - self._cpu_since >= 0.5:  # shorter windows give noise (0 or 100)
-                values["cpu_percent"] = cpu
-            self._cpu_since = time.monotonic()
-            load1, load5, load15 = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-            values.update(load1=load1, load5=load5, load15=load15)
-            mem = ps.virtual_memory()
-            values["mem_used_percent"] = round(100.0 * (mem.total - mem.available) / mem.total, 2)
-            values["mem_available_bytes"] = float(mem.available)
-            values["swap_used_percent"] = float(ps.swap_memory().percent)
-            values["uptime_seconds"] = round(now - ps.boot_time(), 1)
-            values["processes"] = float(len(ps.pids()))
-        except Exception as exc:  # one failing reading must not cost the others
-            log.warning("host probe: system readings failed: %s", exc)
+        for name, read in self._readings(now):
+            try:
+                values.update(read())
+            except Exception as exc:  # one failing reading must not cost the others
+                log.warning("host probe: %s failed: %s", name, exc)
         values.update(self._disks())
         values.update(self._network(now))
         return [Point(DEVICE_ID, now, values)] if values else []
+
+    def _readings(self, now: float) -> list[tuple[str, Any]]:
+        ps = self._ps
+        return [("cpu", self._cpu), ("load", _load),
+                ("memory", lambda: _memory(ps.virtual_memory())),
+                ("swap", lambda: {"swap_used_percent": float(ps.swap_memory().percent)}),
+                ("uptime", lambda: {"uptime_seconds": round(now - ps.boot_time(), 1)}),
+                ("processes", lambda: {"processes": float(len(ps.pids()))})]
+
+    def _cpu(self) -> dict[str, float]:
+        cpu = float(self._ps.cpu_percent(interval=None))
+        fresh = time.monotonic() - self._cpu_since >= 0.5  # shorter windows give noise (0 or 100)
+        self._cpu_since = time.monotonic()
+        return {"cpu_percent": cpu} if fresh else {}
 
     def _disks(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -103,6 +106,16 @@ class HostProbe:
             errors = (cur.errin + cur.errout) - (before.errin + before.errout)
             out[f"net_errors_per_s{{if={nic}}}"] = round(max(errors, 0) / elapsed, 4)
         return out
+
+
+def _load() -> dict[str, float]:
+    load1, load5, load15 = os.getloadavg()
+    return {"load1": load1, "load5": load5, "load15": load15}
+
+
+def _memory(mem: Any) -> dict[str, float]:
+    return {"mem_used_percent": round(100.0 * (mem.total - mem.available) / mem.total, 2),
+            "mem_available_bytes": float(mem.available)}
 
 
 def _label_safe(value: str) -> bool:
