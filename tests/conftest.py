@@ -4,6 +4,9 @@ PostgreSQL: FLEETCARE_TEST_DATABASE_URL, else 127.0.0.1:5432, else an embedded s
 that needs a database gets a fresh one, copied from a migrated template (fast, isolated).
 MQTT: FLEETCARE_TEST_MQTT_URL, else 127.0.0.1:1883, else a private Mosquitto, else in-process amqtt.
 Every test uses its own topic prefix, so tests never see each other's messages on a shared broker.
+
+FLEETCARE_TEST_EMBEDDED=1 ignores the machine's services (a fresh machine, simulated);
+FLEETCARE_TEST_EMBEDDED=amqtt also ignores the mosquitto binary (a machine without it).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
 
+EMBEDDED = os.environ.get("FLEETCARE_TEST_EMBEDDED", "")
+
+
 def with_dbname(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
@@ -56,7 +62,8 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval:
 @pytest.fixture(scope="session")
 def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A URL to a database we may CREATE DATABASE from."""
-    candidates = [os.environ.get("FLEETCARE_TEST_DATABASE_URL"), "postgresql://postgres@127.0.0.1:5432/postgres"]
+    candidates = [] if EMBEDDED else [os.environ.get("FLEETCARE_TEST_DATABASE_URL"),
+                                      "postgresql://postgres@127.0.0.1:5432/postgres"]
     for url in filter(None, candidates):
         try:
             with psycopg.connect(url, connect_timeout=3) as conn:
@@ -129,13 +136,15 @@ class Broker:
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    for url in filter(None, [os.environ.get("FLEETCARE_TEST_MQTT_URL"), "mqtt://127.0.0.1:1883"]):
+    candidates = [] if EMBEDDED else [os.environ.get("FLEETCARE_TEST_MQTT_URL"), "mqtt://127.0.0.1:1883"]
+    for url in filter(None, candidates):
         try:
             yield Broker(url, mqtt.negotiate_protocol(url, timeout=2.0), "external")
             return
         except mqtt.BrokerUnavailable:
             continue
-    service = embedded.broker(tmp_path_factory.mktemp("broker"))
+    directory = tmp_path_factory.mktemp("broker")
+    service = embedded.InProcessAmqtt() if EMBEDDED == "amqtt" else embedded.broker(directory)
     url = service.start()
     try:
         yield Broker(url, mqtt.negotiate_protocol(url, timeout=10.0), service.kind)
