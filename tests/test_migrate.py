@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 
 import psycopg
 import pytest
 
 from collector import timescale
 from collector.config import DatabaseSection
+from agent import wire
+from collector.store import Batch, Store
 from collector.migrate import LATEST, POSTGRES, TIMESCALEDB, MigrationError, choose_backend, migrate
 
 
@@ -44,15 +47,15 @@ def test_auto_uses_plain_postgres_when_extension_absent(empty_db_url: str) -> No
 
 @pytest.mark.timescaledb
 def test_timescaledb_schema(empty_db_url: str) -> None:
-    """The TimescaleDB path, exercised when the server has the extension (FLEETCARE_TIMESCALEDB=on
-    makes its absence a failure instead of a skip)."""
+    """The TimescaleDB path, exercised when the server has the extension
+    (FLEETCARE_DATABASE_TIMESCALEDB=on makes its absence a failure instead of a skip)."""
     with psycopg.connect(empty_db_url) as conn:
         present = timescale.available(conn)
     if not present:
-        if os.environ.get("FLEETCARE_TIMESCALEDB") == "on":
-            pytest.fail("FLEETCARE_TIMESCALEDB=on but the server has no timescaledb extension")
+        if os.environ.get("FLEETCARE_DATABASE_TIMESCALEDB") == "on":
+            pytest.fail("FLEETCARE_DATABASE_TIMESCALEDB=on but the server has no timescaledb extension")
         pytest.skip("TimescaleDB extension not available on this PostgreSQL (set FLEETCARE_TEST_DATABASE_URL "
-                    "to a TimescaleDB server and FLEETCARE_TIMESCALEDB=on to run this)")
+                    "to a TimescaleDB server and FLEETCARE_DATABASE_TIMESCALEDB=on to run this)")
     info = migrate(empty_db_url, DatabaseSection(url=empty_db_url, timescaledb="on"))
     assert info["backend"] == TIMESCALEDB
     with psycopg.connect(empty_db_url) as conn:
@@ -67,3 +70,15 @@ def test_timescaledb_schema(empty_db_url: str) -> None:
         assert any("policy_compression" in j for j in described["jobs"])
         assert any("policy_retention" in j for j in described["jobs"])
     assert migrate(empty_db_url, DatabaseSection(url=empty_db_url, timescaledb="on"))["from"] == LATEST
+    # the write path and the continuous aggregate (real-time: no refresh needed to see new rows)
+    conn = psycopg.connect(empty_db_url)
+    store = Store(conn, TIMESCALEDB)
+    origin = wire.Origin("acme", "hq", "gw1")
+    base = (time.time() // 300) * 300 - 600
+    batch = Batch(telemetry=[wire.Telemetry(origin, 1, i, [wire.Point("host", base + i * 30, {"v": float(i)})])
+                             for i in range(10)])
+    assert store.write(batch).stored == 10
+    assert store.write(batch).stored == 0  # duplicates ignored on the hypertable too
+    rows = conn.execute("SELECT v_avg, v_min, v_max, n FROM samples_5m ORDER BY bucket").fetchall()
+    conn.close()
+    assert rows == [(4.5, 0.0, 9.0, 10)]
