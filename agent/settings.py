@@ -28,7 +28,7 @@ def load_settings(cls: type[T], path: str | Path | None = None, *,
                   environ: Mapping[str, str] | None = None) -> T:
     """Build ``cls`` (a dataclass of section dataclasses) from defaults, then TOML, then environment."""
     data: dict[str, Any] = {}
-    source = "defaults"
+    source = "configuration (defaults and environment)"
     if path is not None:
         source = str(path)
         try:
