@@ -1,4 +1,5 @@
-"""``fleetcare agent --config FILE``: load and check the configuration, wait for the broker, run."""
+"""``fleetcare agent --config FILE``: load and check the configuration, then run (polling starts at
+once; the broker is waited for in the background)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import threading
 from pathlib import Path
 
 from agent import config as agent_config
-from agent import mqtt
 from agent.pollers import build
 from agent.runner import Agent
 from agent.settings import SettingsError
@@ -33,14 +33,7 @@ def run(config_path: str | Path | None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    try:
-        protocol = mqtt.negotiate_protocol(cfg.mqtt.url, username=cfg.mqtt.username,
-                                           password=cfg.mqtt.password, ca_file=cfg.mqtt.ca_file,
-                                           timeout=float("inf"), stop=stop)
-    except mqtt.BrokerUnavailable as exc:
-        log.error("%s", exc)
-        return 3
-    agent = Agent(cfg, pollers, protocol=protocol)
+    agent = Agent(cfg, pollers)
     log.info("agent %s (%s/%s) watching %d device(s) every %.0f s",
              cfg.agent.id, cfg.agent.customer, cfg.agent.site,
              sum(len(p.devices()) for p in pollers), cfg.agent.interval)

@@ -54,7 +54,8 @@ def chunk(points: list[wire.Point], limit: int = MAX_SAMPLES_PER_MESSAGE) -> lis
 
 class Agent:
     def __init__(self, config: AgentConfig, pollers: list[Poller], *,
-                 protocol: int = mqtt.MQTTv5, spool: MemorySpool | None = None) -> None:
+                 protocol: int | None = None, spool: MemorySpool | None = None) -> None:
+        """``protocol`` None: found out in the background (waiting for the broker) while polling runs."""
         self.config = config
         self.pollers = pollers
         self.origin = config.origin
@@ -67,18 +68,39 @@ class Agent:
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._window = config.mqtt.max_inflight
-        address = mqtt.BrokerAddress.parse(config.mqtt.url)
-        self._address = address
-        self.client = mqtt.new_client(
+        self._address = mqtt.BrokerAddress.parse(config.mqtt.url)
+        self.protocol = protocol
+        self.client: paho.Client | None = None
+        self._dropped_reported = 0
+
+    def _build_client(self, protocol: int) -> paho.Client:
+        m = self.config.mqtt
+        client = mqtt.new_client(
             f"fleetcare-agent-{self.origin.customer}-{self.origin.site}-{self.origin.agent}", protocol,
-            username=config.mqtt.username, password=config.mqtt.password, tls=address.tls,
-            ca_file=config.mqtt.ca_file)
-        self.client.max_inflight_messages_set(self._window)
-        self.client.will_set(self._topic(wire.STATUS), wire.encode_status(self.origin, "offline", self.boot),
-                             qos=wire.QOS, retain=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
+            username=m.username, password=m.password, tls=self._address.tls, ca_file=m.ca_file)
+        client.max_inflight_messages_set(self._window)
+        client.will_set(self._topic(wire.STATUS), wire.encode_status(self.origin, "offline", self.boot),
+                        qos=wire.QOS, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _connect(self, stop: threading.Event) -> None:
+        """Wait for the broker (polling goes on meanwhile), then let paho keep the connection."""
+        if self.protocol is None:
+            m = self.config.mqtt
+            try:
+                self.protocol = mqtt.negotiate_protocol(m.url, username=m.username, password=m.password,
+                                                        ca_file=m.ca_file, timeout=float("inf"), stop=stop)
+            except mqtt.BrokerUnavailable as exc:
+                if not stop.is_set():
+                    log.error("%s", exc)
+                return
+        client = self._build_client(self.protocol)
+        client.connect_async(self._address.host, self._address.port, keepalive=self.config.mqtt.keepalive)
+        client.loop_start()
+        self.client = client
 
     def _topic(self, kind: str) -> str:
         return wire.topic(self.prefix, self.origin, kind)
@@ -131,12 +153,20 @@ class Agent:
     def drain(self) -> None:
         """Hand waiting messages to paho while connected and the in-flight window has room."""
         self._reconcile()
-        while self.connected.is_set() and len(self._inflight) < self._window:
+        self._report_drops()
+        while self.client is not None and self.connected.is_set() and len(self._inflight) < self._window:
             entry = self.spool.take()
             if entry is None:
                 return
             info = self.client.publish(self._topic(wire.TELEMETRY), entry.payload, qos=wire.QOS)
             self._inflight[info.mid] = entry
+
+    def _report_drops(self) -> None:
+        dropped = getattr(self.spool, "dropped_messages", 0)
+        if dropped > self._dropped_reported:
+            log.warning("queue full: dropped %d oldest messages (%d samples) so far",
+                        dropped, getattr(self.spool, "dropped_samples", 0))
+            self._dropped_reported = dropped
 
     def _publish_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -171,8 +201,8 @@ class Agent:
     def run(self, stop: threading.Event) -> None:
         """Collect on a fixed cadence (aligned to the interval) until ``stop`` is set."""
         interval = self.config.agent.interval
-        self.client.connect_async(self._address.host, self._address.port, keepalive=self.config.mqtt.keepalive)
-        self.client.loop_start()
+        connector = threading.Thread(target=self._connect, args=(stop,), name="connector", daemon=True)
+        connector.start()
         publishing = threading.Event()
         publisher = threading.Thread(target=self._publish_loop, args=(publishing,), name="publisher", daemon=True)
         publisher.start()
@@ -190,6 +220,7 @@ class Agent:
             publishing.set()
             self._wake.set()
             publisher.join(timeout=2.0)
+            connector.join(timeout=2.0)
             self.close()
 
     def _flush(self, deadline: float) -> None:
@@ -202,6 +233,8 @@ class Agent:
         deadline = time.monotonic() + timeout
         if self.pending:
             log.warning("stopping with %d unsent messages", self.pending)
+        if self.client is None:
+            return
         if self.connected.is_set():
             info = self.client.publish(self._topic(wire.STATUS),
                                        wire.encode_status(self.origin, "offline", self.boot),

@@ -185,6 +185,8 @@ def _load(payload: bytes, max_bytes: int) -> dict[str, Any]:
         raise WireError("bad_json", f"payload is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise WireError("bad_schema", "payload must be a JSON object")
+    if b"\\u0000" in payload:  # valid JSON, but PostgreSQL text and jsonb refuse NUL
+        raise WireError("bad_value", "payload contains a NUL character (\\u0000)")
     if body.get("v") != WIRE_VERSION:
         raise WireError("bad_version", f"schema version {body.get('v')!r}, this collector speaks {WIRE_VERSION}")
     return body
@@ -302,8 +304,8 @@ def parse_birth(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_
                  _number(body["interval"], "interval"), body["host"], devices, metrics)
 
 
-def parse_status(origin: Origin, payload: bytes) -> Status:
-    body = _load(payload, 10_000)
+def parse_status(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Status:
+    body = _load(payload, max_bytes)
     _check_keys(body, frozenset({"v", "customer", "site", "agent", "state", "ts", "boot"}), "status")
     _check_origin(body, origin)
     if body["state"] not in AGENT_STATES:

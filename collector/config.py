@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agent import wire
+from agent import mqtt, wire
 from agent.settings import load_settings
 
 
@@ -50,6 +50,17 @@ class MqttSection:
     client_id: str = "fleetcare-collector"
     #: How long the broker keeps the session (and its queued messages) while the collector is away.
     session_expiry_s: int = 86_400
+
+    def validate(self) -> None:
+        if self.url:
+            try:
+                mqtt.BrokerAddress.parse(self.url)
+            except ValueError as exc:
+                raise ValueError(f"mqtt.url: {exc}") from None
+        if not self.topic_prefix or any(c in self.topic_prefix for c in "+#") or self.topic_prefix.startswith("$"):
+            raise ValueError(f"mqtt.topic_prefix {self.topic_prefix!r} must be a plain topic (no +, #, $)")
+        if not wire.ID_RE.match(self.share_group):
+            raise ValueError(f"mqtt.share_group {self.share_group!r}: letters, digits, '.', '_' or '-'")
 
 
 @dataclass

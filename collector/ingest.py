@@ -132,10 +132,9 @@ class Collector:
                     batch.births.append(wire.parse_birth(origin, item.payload,
                                                          max_bytes=self.config.collector.max_payload_bytes))
             elif item.payload:
-                batch.statuses.append(wire.parse_status(origin, item.payload))
-        except wire.WireError as exc:
-            self.stats.rejected[exc.reason] += 1
-            log.warning("rejected message on %s (%d bytes): %s", item.topic[:200], len(item.payload), exc)
+                batch.statuses.append(wire.parse_status(origin, item.payload,
+                                                        max_bytes=self.config.collector.max_payload_bytes))
+        except wire.WireError as exc:  # counted and logged once stored (see _write)
             batch.rejected.append(Rejected(item.topic, exc.reason, exc.detail, item.payload))
 
     # ------------------------------------------------------------ database side (writer thread)
@@ -168,6 +167,10 @@ class Collector:
                 log.info("database back after %.0f s", time.monotonic() - self._db_down_since)
                 self._db_down_since = None
             self.stats.batches += 1
+            for r in batch.rejected:
+                self.stats.rejected[r.reason] += 1
+                log.warning("rejected message on %s (%d bytes): %s: %s", r.topic[:200], len(r.payload),
+                            r.reason, r.detail)
             self.stats.samples_received += result.received
             self.stats.samples_stored += result.stored
             self.stats.duplicates += result.duplicates
@@ -209,8 +212,6 @@ class Collector:
                     return False
             except psycopg.Error as exc:
                 detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                self.stats.rejected["store_error"] += 1
-                log.error("message on %s refused by the database: %s", item.topic[:200], detail)
                 if not self._write(Batch(rejected=[Rejected(item.topic, "store_error", detail, item.payload)]),
                                    stop):
                     return False

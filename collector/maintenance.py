@@ -26,8 +26,9 @@ PARTITION_DAYS_AHEAD = 3
 def rollup(conn: psycopg.Connection, limit: int = 2000) -> int:
     """Recompute the 5-minute buckets ingest marked dirty; returns how many.
 
-    Two transactions on purpose: claiming the buckets commits first (waiting for any batch that
-    holds a bucket's row lock), so the recompute's snapshot sees every sample of those batches.
+    Two transactions on purpose: claiming the buckets commits first, and a bucket whose row a batch
+    still holds locked (ingest upserts it with DO UPDATE) is skipped, not claimed, until that batch
+    commits; so the recompute's fresh snapshot sees every sample of the batches behind a bucket.
     """
     with conn.transaction():
         buckets = [r[0] for r in conn.execute(

@@ -89,6 +89,9 @@ def migrate(url: str, db: DatabaseSection | None = None) -> dict[str, object]:
                 conn.execute("INSERT INTO schema_migrations (version, name, backend) VALUES (%s, %s, %s)",
                              (m.version, m.name, backend))
                 log.info("schema migration %d (%s) applied on %s", m.version, m.name, backend)
+            if backend == TIMESCALEDB:  # retention and compression follow the current settings
+                for statement in timescale.policy_statements(db.retention_days, db.compress_after_days):
+                    conn.execute(statement)
     return {"backend": backend, "from": start, "to": LATEST}
 
 

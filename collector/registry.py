@@ -100,7 +100,9 @@ class Registry:
         session takeover can arrive after the new process said "online". Returns True on a change.
         """
         agent = self.agent_id(conn, status.origin)
-        at = datetime.fromtimestamp(status.ts, timezone.utc)
+        # A Last Will carries the time the agent connected, not the time it vanished: the moment
+        # the collector hears of a change is the honest "since".
+        at = datetime.now(timezone.utc)
         row = conn.execute(
             "UPDATE agents SET state = %(state)s, state_since = %(at)s, "
             "  boot = CASE WHEN %(boot)s::bigint IS NULL THEN boot ELSE greatest(boot, %(boot)s) END "

@@ -1,7 +1,7 @@
 """Every TimescaleDB-only statement fleetcare runs, in one place (TimescaleDB ≥ 2.13).
 
 Chosen at migrate time by feature detection (see collector/migrate.py); the plain-PostgreSQL
-equivalent is schema/002_samples_postgres.sql plus collector/rollup.py. To exercise this path, point
+equivalent is schema/002_samples_postgres.sql plus the jobs in collector/maintenance.py. To exercise this path, point
 FLEETCARE_DATABASE_URL at a TimescaleDB server and set FLEETCARE_DATABASE_TIMESCALEDB=on.
 """
 
@@ -13,9 +13,27 @@ ROLLUP_VIEW = "samples_5m"
 
 
 def available(conn: psycopg.Connection) -> bool:
-    """True when the server can load the extension (installed, and preloaded as it requires)."""
+    """True when the server can load the extension: installed, and preloaded as it requires
+    (``shared_preload_libraries``), or already created in this database."""
+    if installed(conn):
+        return True
     row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    return row is not None
+    if row is None:
+        return False
+    preload = conn.execute("SELECT current_setting('shared_preload_libraries', true)").fetchone()
+    return bool(preload and preload[0] and "timescaledb" in preload[0])
+
+
+def policy_statements(retention_days: int, compress_after_days: int) -> list[str]:
+    """Re-applied at every migrate, so changed settings take effect (the policies are replaced)."""
+    return [
+        "SELECT remove_compression_policy('samples', if_exists => true)",
+        f"SELECT add_compression_policy('samples', compress_after => INTERVAL '{int(compress_after_days)} days')",
+        "SELECT remove_retention_policy('samples', if_exists => true)",
+        f"SELECT add_retention_policy('samples', drop_after => INTERVAL '{int(retention_days)} days')",
+        f"SELECT remove_retention_policy('{ROLLUP_VIEW}', if_exists => true)",
+        f"SELECT add_retention_policy('{ROLLUP_VIEW}', drop_after => INTERVAL '{int(retention_days) * 4} days')",
+    ]
 
 
 def installed(conn: psycopg.Connection) -> bool:

@@ -15,6 +15,12 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
 
 
+def _config_error(message: object) -> None:
+    """Bad configuration: say what is wrong and exit 2, as every fleetcare command does."""
+    print(f"configuration error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _server_config(args: argparse.Namespace):
     try:
         from collector.config import load
@@ -25,7 +31,7 @@ def _server_config(args: argparse.Namespace):
     try:
         cfg = load(args.config)
     except SettingsError as exc:
-        raise SystemExit(f"configuration error: {exc}")
+        _config_error(exc)
     if getattr(args, "port", None):
         cfg.api.port = args.port
     if getattr(args, "host", None):
@@ -49,13 +55,18 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     cfg = _server_config(args)
-    if not cfg.database.url:
-        raise SystemExit("database.url is not set: set FLEETCARE_DATABASE_URL or [database] url")
-    from collector.migrate import MigrationError, migrate
+    import threading
+    from collector.migrate import MigrationError
+    from fleetcare.server import StartupError, wait_and_migrate
     try:
-        info = migrate(cfg.database.url, cfg.database)
+        info = wait_and_migrate(cfg, threading.Event(), timeout=60.0)
+    except StartupError as exc:
+        _config_error(exc) if "not set" in str(exc) else None
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 1
     except MigrationError as exc:
-        raise SystemExit(f"migrate: {exc}")
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 1
     print(f"schema at version {info['to']} (was {info['from']}) on {info['backend']}")
     return 0
 
