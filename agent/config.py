@@ -94,10 +94,109 @@ class SimulateSection:
     devices: list[SimulatedDevice] = field(default_factory=list)
 
 
+SNMP_VERSIONS = ("1", "2c", "3")
+AUTH_PROTOCOLS = ("", "MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
+PRIV_PROTOCOLS = ("", "DES", "3DES", "AES", "AES192", "AES256")
+
+
+@dataclass
+class SnmpTarget:
+    """One SNMP device. v1/v2c use ``community``; v3 uses ``user`` and the auth/priv fields."""
+
+    name: str = ""
+    host: str = ""
+    port: int = 161
+    version: str = "2c"
+    community: str = "public"
+    user: str = ""
+    auth_protocol: str = ""
+    auth_key: str = ""
+    priv_protocol: str = ""
+    priv_key: str = ""
+    context: str = ""
+    #: Seconds between polls.
+    interval: float = 60.0
+    #: "auto" (identify, then detect the standard MIBs) or a profile name.
+    profile: str = "auto"
+    #: Owner of the device when it is not the agent's customer.
+    customer: str = ""
+    timeout: float = 2.0
+    retries: int = 1
+
+    def validate(self) -> None:
+        if not wire.ID_RE.match(self.name):
+            raise ValueError(f"name {self.name!r} is not a valid device id (letters, digits, '.', '_', '-')")
+        if not self.host:
+            raise ValueError(f"{self.name}: host is required")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"{self.name}: port {self.port} is not a UDP port")
+        if self.version not in SNMP_VERSIONS:
+            raise ValueError(f"{self.name}: version {self.version!r} must be one of {', '.join(SNMP_VERSIONS)}")
+        if self.version == "3":
+            if not self.user:
+                raise ValueError(f"{self.name}: SNMPv3 needs a user")
+            self.auth_protocol = self.auth_protocol.upper()
+            self.priv_protocol = self.priv_protocol.upper()
+            if self.auth_key and not self.auth_protocol:
+                self.auth_protocol = "SHA"
+            if self.priv_key and not self.priv_protocol:
+                self.priv_protocol = "AES"
+            if self.auth_protocol not in AUTH_PROTOCOLS:
+                raise ValueError(f"{self.name}: auth_protocol {self.auth_protocol!r} must be one of "
+                                 f"{', '.join(a for a in AUTH_PROTOCOLS if a)}")
+            if self.priv_protocol not in PRIV_PROTOCOLS:
+                raise ValueError(f"{self.name}: priv_protocol {self.priv_protocol!r} must be one of "
+                                 f"{', '.join(p for p in PRIV_PROTOCOLS if p)}")
+            if self.auth_protocol and len(self.auth_key) < 8:
+                raise ValueError(f"{self.name}: auth_key must be at least 8 characters (RFC 3414)")
+            if self.priv_protocol and not self.auth_protocol:
+                raise ValueError(f"{self.name}: privacy without authentication is not a valid SNMPv3 level")
+            if self.priv_protocol and len(self.priv_key) < 8:
+                raise ValueError(f"{self.name}: priv_key must be at least 8 characters (RFC 3414)")
+        if not 5 <= self.interval <= 86_400:
+            raise ValueError(f"{self.name}: interval {self.interval} must be between 5 and 86400 seconds")
+        if self.customer and not wire.ID_RE.match(self.customer):
+            raise ValueError(f"{self.name}: customer {self.customer!r} is not a valid id")
+        if not 0.1 <= self.timeout <= 60 or not 0 <= self.retries <= 10:
+            raise ValueError(f"{self.name}: timeout must be 0.1–60 s and retries 0–10")
+
+
+@dataclass
+class TrapUser:
+    """An SNMPv3 user allowed to send traps; ``engine_id`` (hex) is the sender's, for traps
+    (informs do not need it)."""
+
+    user: str = ""
+    auth_protocol: str = "SHA"
+    auth_key: str = ""
+    priv_protocol: str = ""
+    priv_key: str = ""
+    engine_id: str = ""
+
+
 @dataclass
 class SnmpSection:
-    #: Reserved for SNMP targets (``[[snmp.targets]]``); see docs/configuration.md.
-    targets: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[SnmpTarget] = field(default_factory=list)
+    #: A directory of extra profile files (*.toml); same-named profiles replace shipped ones.
+    profiles_dir: str = ""
+    #: Devices polled at the same time.
+    concurrency: int = 64
+    #: UDP port for SNMP notifications (traps and informs); 0 disables the listener.
+    trap_port: int = 0
+    trap_address: str = "0.0.0.0"
+    #: v1/v2c communities accepted on incoming notifications.
+    trap_communities: list[str] = field(default_factory=lambda: ["public"])
+    trap_users: list[TrapUser] = field(default_factory=list)
+
+    def validate(self) -> None:
+        names = [t.name for t in self.targets]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"snmp.targets: name {duplicates[0]!r} is used twice")
+        if not 1 <= self.concurrency <= 1000:
+            raise ValueError("snmp.concurrency must be between 1 and 1000")
+        if not 0 <= self.trap_port <= 65535:
+            raise ValueError("snmp.trap_port must be a UDP port or 0")
 
 
 @dataclass
@@ -109,10 +208,12 @@ class AgentConfig:
     snmp: SnmpSection = field(default_factory=SnmpSection)
 
     def validate(self) -> None:
-        names = [d.name for d in self.simulate.devices] + (["host"] if self.host.enabled else [])
+        names = ([d.name for d in self.simulate.devices] + [t.name for t in self.snmp.targets]
+                 + (["host"] if self.host.enabled else []))
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
-            raise ValueError(f"simulate.devices: device name {sorted(duplicates)[0]!r} is used twice")
+            raise ValueError(f"device name {sorted(duplicates)[0]!r} is used twice "
+                             "(host, simulate.devices and snmp.targets share one namespace)")
 
     @property
     def origin(self) -> wire.Origin:

@@ -20,9 +20,6 @@ def run(config_path: str | Path | None) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit code."""
     try:
         cfg = agent_config.load(config_path)
-        if cfg.snmp.targets:
-            raise SettingsError(f"{config_path}: snmp.targets: SNMP polling is not part of this release "
-                                "yet; remove the [[snmp.targets]] entries")
         pollers = build(cfg)
     except (SettingsError, ValueError) as exc:
         log.error("configuration error: %s", exc)

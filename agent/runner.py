@@ -67,6 +67,8 @@ class Agent:
         self._inflight: dict[int, Entry] = {}
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
+        self._seq_lock = threading.Lock()  # pollers on other threads emit too
+        self._birth_due = threading.Event()
         self._window = config.mqtt.max_inflight
         self._address = mqtt.BrokerAddress.parse(config.mqtt.url)
         self.protocol = protocol
@@ -153,12 +155,16 @@ class Agent:
     def drain(self) -> None:
         """Hand waiting messages to paho while connected and the in-flight window has room."""
         self._reconcile()
+        if self._birth_due.is_set() and self.client is not None and self.connected.is_set():
+            self._birth_due.clear()
+            self.client.publish(self._topic(wire.BIRTH), wire.encode_birth(self.birth()), qos=wire.QOS,
+                                retain=True)
         self._report_drops()
         while self.client is not None and self.connected.is_set() and len(self._inflight) < self._window:
             entry = self.spool.take()
             if entry is None:
                 return
-            info = self.client.publish(self._topic(wire.TELEMETRY), entry.payload, qos=wire.QOS)
+            info = self.client.publish(self._topic(entry.kind), entry.payload, qos=wire.QOS)
             self._inflight[info.mid] = entry
 
     def _report_drops(self) -> None:
@@ -183,15 +189,37 @@ class Agent:
                 points.extend(poller.poll(now))
             except Exception:  # a poller bug must not stop the others
                 log.exception("poller %s failed", poller.name)
+        return self.emit_points(points)
+
+    # ------------------------------------------------------------ the sink push pollers use
+
+    def emit_points(self, points: list[wire.Point]) -> int:
+        """Spool points as telemetry messages (thread-safe); returns the number of samples."""
         total = 0
         for group in chunk(points):
-            self.seq += 1
-            payload = wire.encode_telemetry(self.origin, self.boot, self.seq, group)
             samples = sum(len(p.metrics) for p in group)
-            self.spool.put(Entry(self.seq, payload, samples))
+            with self._seq_lock:
+                self.seq += 1
+                payload = wire.encode_telemetry(self.origin, self.boot, self.seq, group)
+                self.spool.put(Entry(self.seq, payload, samples))
             total += samples
         self._wake.set()
         return total
+
+    def emit_events(self, events: list[wire.Event]) -> None:
+        """Spool events (state changes, reboots, traps) to be sent at once (thread-safe)."""
+        if not events:
+            return
+        with self._seq_lock:
+            self.seq += 1
+            payload = wire.encode_events(self.origin, self.boot, self.seq, events)
+            self.spool.put(Entry(self.seq, payload, 0, wire.EVENTS))
+        self._wake.set()
+
+    def devices_changed(self) -> None:
+        """A poller learned something about its devices: announce a fresh birth message."""
+        self._birth_due.set()
+        self._wake.set()
 
     @property
     def pending(self) -> int:
@@ -203,6 +231,10 @@ class Agent:
         interval = self.config.agent.interval
         connector = threading.Thread(target=self._connect, args=(stop,), name="connector", daemon=True)
         connector.start()
+        for poller in self.pollers:
+            start = getattr(poller, "start", None)
+            if start is not None:  # push pollers (SNMP) run on their own schedule
+                start(self)
         publishing = threading.Event()
         publisher = threading.Thread(target=self._publish_loop, args=(publishing,), name="publisher", daemon=True)
         publisher.start()
@@ -216,6 +248,10 @@ class Agent:
                     next_at = math.ceil(now / interval) * interval
                 stop.wait(next_at - now)
         finally:
+            for poller in self.pollers:
+                stop_poller = getattr(poller, "stop", None)
+                if stop_poller is not None:
+                    stop_poller()
             self._flush(deadline=time.monotonic() + 5.0)
             publishing.set()
             self._wake.set()

@@ -16,6 +16,7 @@ class Entry:
     seq: int
     payload: bytes
     samples: int
+    kind: str = "telemetry"  # the topic suffix it is published on
 
 
 class MemorySpool:

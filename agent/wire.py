@@ -20,8 +20,8 @@ DEFAULT_PREFIX = "fleetcare"
 QOS = 1
 
 #: Message kinds and their topic suffix. birth and status are retained.
-TELEMETRY, BIRTH, STATUS = "telemetry", "birth", "status"
-KINDS = (TELEMETRY, BIRTH, STATUS)
+TELEMETRY, BIRTH, STATUS, EVENTS = "telemetry", "birth", "status", "events"
+KINDS = (TELEMETRY, BIRTH, STATUS, EVENTS)
 RETAINED = frozenset({BIRTH, STATUS})
 
 #: A collector refuses larger payloads before parsing them (bytes); configurable on both sides.
@@ -33,6 +33,11 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # name, then optional labels: cpu_percent, disk_used_percent{mount=/var}, if_in_bps{if=ge-0/0/1}
 METRIC_RE = re.compile(r"^[a-z_][a-z0-9_]{0,79}(\{[^{}=,]{1,64}=[^{},]{0,128}(,[^{}=,]{1,64}=[^{},]{0,128})*\})?$")
 METRIC_TYPES = ("gauge", "counter")
+#: What an event says happened to a device.
+EVENT_KINDS = ("state", "reboot", "trap")
+SEVERITIES = ("info", "warning", "critical")
+#: Device states an agent reports with a "state" event (SNMP reachability).
+DEVICE_STATES = ("reachable", "partial", "no_response", "auth_failure", "error")
 AGENT_STATES = ("online", "offline")
 
 
@@ -105,6 +110,26 @@ class Birth:
 
 
 @dataclass(frozen=True)
+class Event:
+    """Something that happened to a device: its state changed, it rebooted, it sent a trap."""
+
+    device: str
+    ts: float
+    kind: str
+    severity: str
+    text: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Events:
+    origin: Origin
+    boot: int
+    seq: int
+    events: list[Event]
+
+
+@dataclass(frozen=True)
 class Status:
     origin: Origin
     state: str
@@ -165,6 +190,14 @@ def encode_birth(birth: Birth) -> bytes:
                          for d in birth.devices],
                 metrics=[{"name": m.name, "unit": m.unit, "type": m.type, "description": m.description}
                          for m in birth.metrics])
+    return _dump(body)
+
+
+def encode_events(origin: Origin, boot: int, seq: int, events: list[Event]) -> bytes:
+    body = _head(origin)
+    body.update(boot=boot, seq=seq, events=[
+        {"device": e.device, "ts": round(e.ts, 3), "kind": e.kind, "severity": e.severity, "text": e.text,
+         "detail": e.detail} for e in events])
     return _dump(body)
 
 
@@ -302,6 +335,38 @@ def parse_birth(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_
         metrics.append(MetricInfo(raw["name"], str(raw["unit"]), raw["type"], str(raw["description"])))
     return Birth(origin, _int(body["boot"], "boot"), body["version"],
                  _number(body["interval"], "interval"), body["host"], devices, metrics)
+
+
+_EVENTS_KEYS = frozenset({"v", "customer", "site", "agent", "boot", "seq", "events"})
+_EVENT_KEYS = frozenset({"device", "ts", "kind", "severity", "text", "detail"})
+
+
+def parse_events(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES,
+                 now: float | None = None) -> Events:
+    body = _load(payload, max_bytes)
+    _check_keys(body, _EVENTS_KEYS, "events")
+    _check_origin(body, origin)
+    newest = (time.time() if now is None else now) + MAX_FUTURE_SECONDS
+    events: list[Event] = []
+    for i, raw in enumerate(_list(body["events"], "events")):
+        where = f"events[{i}]"
+        _check_keys(raw, _EVENT_KEYS, where)
+        device = raw["device"]
+        if not isinstance(device, str) or not ID_RE.match(device):
+            raise WireError("bad_schema", f"{where}.device {device!r} is not a valid id"[:200])
+        ts = _number(raw["ts"], f"{where}.ts")
+        if ts > newest:
+            raise WireError("bad_time", f"{where}.ts {ts} is more than {MAX_FUTURE_SECONDS:.0f} s in the future")
+        if raw["kind"] not in EVENT_KINDS:
+            raise WireError("bad_schema", f"{where}.kind must be one of {EVENT_KINDS}")
+        if raw["severity"] not in SEVERITIES:
+            raise WireError("bad_schema", f"{where}.severity must be one of {SEVERITIES}")
+        if not isinstance(raw["text"], str) or not isinstance(raw["detail"], dict):
+            raise WireError("bad_schema", f"{where}: text must be a string and detail an object")
+        if raw["kind"] == "state" and raw["detail"].get("state") not in DEVICE_STATES:
+            raise WireError("bad_schema", f"{where}: a state event needs detail.state, one of {DEVICE_STATES}")
+        events.append(Event(device, ts, raw["kind"], raw["severity"], raw["text"][:2000], raw["detail"]))
+    return Events(origin, _int(body["boot"], "boot"), _int(body["seq"], "seq"), events)
 
 
 def parse_status(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Status:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-DeviceStatus = Literal["unknown", "online", "offline"]
+DeviceStatus = Literal["unknown", "online", "offline", "partial", "no_response", "auth_failure", "error"]
 
 
 class Page(BaseModel):
@@ -30,11 +30,24 @@ class DevicePublic(BaseModel):
     customer: str
     site: str
     agent: str
-    status: DeviceStatus
+    status: DeviceStatus = Field(description="online: data flowing; offline: no data (agent gone or silent); "
+                                             "partial: some SNMP OIDs failing; no_response: the SNMP device "
+                                             "does not answer; auth_failure: SNMPv3 credentials refused; "
+                                             "error: the device answers with errors")
+    status_detail: str = Field(description="Why, in words: e.g. 'wrong digest: check auth_key'")
     status_since: datetime | None
     last_seen: datetime | None
     attrs: dict[str, Any]
     metrics: dict[str, LatestValue] = Field(description="Latest value of every series, by series key")
+
+
+class EventPublic(BaseModel):
+    id: int
+    time: datetime
+    kind: str = Field(description="state, reboot, trap, online, offline, agent_online, agent_offline")
+    severity: str
+    text: str
+    detail: dict[str, Any]
 
 
 class DeviceList(Page):

@@ -92,13 +92,13 @@ class Collector:
         return props
 
     def subscriptions(self) -> list[str]:
-        """Telemetry through a shared subscription (collectors split it); birth and status plain,
+        """Telemetry and events through shared subscriptions (collectors split them); birth and status plain,
         because retained messages are not delivered to shared subscriptions and every collector
         should know every agent."""
-        telemetry = wire.subscription(self.prefix, wire.TELEMETRY)
+        shared = [wire.subscription(self.prefix, wire.TELEMETRY), wire.subscription(self.prefix, wire.EVENTS)]
         if self.protocol == mqtt.MQTTv5:
-            telemetry = f"$share/{self.config.mqtt.share_group}/{telemetry}"
-        return [telemetry, wire.subscription(self.prefix, wire.BIRTH), wire.subscription(self.prefix, wire.STATUS)]
+            shared = [f"$share/{self.config.mqtt.share_group}/{t}" for t in shared]
+        return shared + [wire.subscription(self.prefix, wire.BIRTH), wire.subscription(self.prefix, wire.STATUS)]
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         if reason_code.is_failure:
@@ -127,6 +127,9 @@ class Collector:
                 batch.telemetry.append(wire.parse_telemetry(
                     origin, item.payload, max_bytes=self.config.collector.max_payload_bytes,
                     oldest=oldest, now=now))
+            elif kind == wire.EVENTS:
+                batch.events.append(wire.parse_events(origin, item.payload,
+                                                      max_bytes=self.config.collector.max_payload_bytes, now=now))
             elif kind == wire.BIRTH:
                 if item.payload:  # an empty retained message clears the topic: nothing to do
                     batch.births.append(wire.parse_birth(origin, item.payload,

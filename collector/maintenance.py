@@ -91,7 +91,7 @@ def liveness(conn: psycopg.Connection, stale_intervals: float = 3.0) -> int:
     with conn.transaction():
         devices = conn.execute(
             "WITH changed AS (UPDATE devices d SET status = 'offline', status_since = now() FROM agents a "
-            "  WHERE a.id = d.agent_id AND d.status = 'online' "
+            "  WHERE a.id = d.agent_id AND d.status IN ('online', 'partial') "
             "  AND d.last_seen < now() - make_interval(secs => %(k)s * coalesce(a.interval_s, 60)) "
             "  RETURNING d.id, d.name, d.last_seen) "
             "INSERT INTO device_events (device_id, kind, detail) "

@@ -47,6 +47,7 @@ MIGRATIONS: list[Migration] = [
         POSTGRES: _sql("002_samples_postgres.sql"),
         TIMESCALEDB: timescale.samples_statements(db.retention_days, db.compress_after_days),
     }),
+    Migration(3, "device-state", lambda db: {"*": _sql("003_device_state.sql")}),
 ]
 
 LATEST = MIGRATIONS[-1].version

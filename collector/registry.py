@@ -18,6 +18,10 @@ from agent import wire
 
 log = logging.getLogger(__name__)
 
+#: An agent's device state (wire.DEVICE_STATES) → the device status the API shows.
+STATE_STATUS = {"reachable": "online", "partial": "partial", "no_response": "no_response",
+                "auth_failure": "auth_failure", "error": "error"}
+
 
 def _upsert_id(conn: psycopg.Connection, sql: str, params: tuple[Any, ...]) -> int:
     row = conn.execute(sql, params).fetchone()
@@ -85,13 +89,53 @@ class Registry:
                      (birth.version, birth.boot, birth.interval, json.dumps(birth.host), agent))
         for d in birth.devices:
             device = self.device_id(conn, agent, d.device)
-            conn.execute("UPDATE devices SET kind = %s, name = %s, attrs = %s WHERE id = %s",
-                         (d.kind, d.name, json.dumps(d.attrs), device))
+            owner = d.attrs.get("customer")
+            customer = None
+            if isinstance(owner, str) and wire.ID_RE.match(owner):
+                customer = _upsert_id(conn, "INSERT INTO customers (key, name) VALUES (%s, %s) "
+                                            "ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING id",
+                                      (owner, owner))
+            conn.execute("UPDATE devices SET kind = %s, name = %s, attrs = %s, customer_id = %s WHERE id = %s",
+                         (d.kind, d.name, json.dumps(d.attrs), customer, device))
+            state = d.attrs.get("state")
+            if state in STATE_STATUS and state != "reachable":  # the agent's current view after a reconnect
+                self._set_status(conn, device, agent, STATE_STATUS[state], str(d.attrs.get("state_detail", "")),
+                                 None)
         for m in birth.metrics:
             conn.execute("INSERT INTO metric_catalogue (name, unit, type, description) VALUES (%s, %s, %s, %s) "
                          "ON CONFLICT (name) DO UPDATE SET unit = EXCLUDED.unit, type = EXCLUDED.type, "
                          "description = EXCLUDED.description, updated_at = now()",
                          (m.name, m.unit, m.type, m.description))
+
+    def apply_events(self, conn: psycopg.Connection, events: wire.Events) -> None:
+        """Keep every event on its device's timeline; a state event also sets the device's status."""
+        agent = self.agent_id(conn, events.origin)
+        for e in events.events:
+            device = self.device_id(conn, agent, e.device)
+            if e.kind == "state":
+                state = e.detail.get("state")
+                self._set_status(conn, device, agent, STATE_STATUS[state], str(e.detail.get("reason", "")), e)
+            else:
+                conn.execute("INSERT INTO device_events (time, device_id, agent_id, kind, severity, text, detail) "
+                             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                             (datetime.fromtimestamp(e.ts, timezone.utc), device, agent, e.kind, e.severity,
+                              e.text, json.dumps(e.detail)))
+
+    def _set_status(self, conn: psycopg.Connection, device: int, agent: int, status: str, detail: str,
+                    event: wire.Event | None) -> None:
+        changed = conn.execute(
+            "UPDATE devices SET status = %s, status_detail = %s, "
+            "  status_since = CASE WHEN status <> %s THEN now() ELSE status_since END "
+            "WHERE id = %s AND (status <> %s OR status_detail <> %s) RETURNING id",
+            (status, detail, status, device, status, detail)).fetchone()
+        if changed is None and event is None:
+            return
+        e = event
+        conn.execute("INSERT INTO device_events (time, device_id, agent_id, kind, severity, text, detail) "
+                     "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                     (datetime.fromtimestamp(e.ts, timezone.utc) if e else datetime.now(timezone.utc), device,
+                      agent, "state", e.severity if e else "info", e.text if e else f"status {status}",
+                      json.dumps(e.detail if e else {"state": status, "reason": detail})))
 
     def apply_status(self, conn: psycopg.Connection, status: wire.Status) -> bool:
         """Move the agent (and, when it goes offline, its devices) to the reported state.

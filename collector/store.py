@@ -63,6 +63,7 @@ class Batch:
     telemetry: list[wire.Telemetry] = field(default_factory=list)
     births: list[wire.Birth] = field(default_factory=list)
     statuses: list[wire.Status] = field(default_factory=list)
+    events: list[wire.Events] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
     @property
@@ -70,7 +71,8 @@ class Batch:
         return sum(t.sample_count for t in self.telemetry)
 
     def __len__(self) -> int:
-        return len(self.telemetry) + len(self.births) + len(self.statuses) + len(self.rejected)
+        return (len(self.telemetry) + len(self.births) + len(self.statuses) + len(self.events)
+                + len(self.rejected))
 
 
 @dataclass
@@ -172,6 +174,8 @@ class Store:
             conn.execute("UPDATE agents SET messages = messages + %s, samples = samples + %s, "
                          "last_seq = greatest(last_seq, %s), last_seen = now() WHERE id = %s",
                          (messages, samples, seq, agent))
+        for events in batch.events:
+            registry.apply_events(conn, events)
         for status in batch.statuses:
             registry.apply_status(conn, status)
         for r in batch.rejected:
@@ -234,9 +238,10 @@ class Store:
             "                FROM unnest(%(ids)s::int4[], %(times)s::float8[]) AS n(d, t)), "
             "changed AS ( "
             "  UPDATE devices d SET last_seen = greatest(d.last_seen, n.seen), "
-            "    status = CASE WHEN n.seen >= now() - make_interval(secs => %(k)s * coalesce(a.interval_s, 60)) "
+            "    status = CASE WHEN d.status IN ('unknown', 'offline') AND "
+            "                  n.seen >= now() - make_interval(secs => %(k)s * coalesce(a.interval_s, 60)) "
             "                  THEN 'online' ELSE d.status END, "
-            "    status_since = CASE WHEN d.status <> 'online' AND "
+            "    status_since = CASE WHEN d.status IN ('unknown', 'offline') AND "
             "                  n.seen >= now() - make_interval(secs => %(k)s * coalesce(a.interval_s, 60)) "
             "                  THEN now() ELSE d.status_since END "
             "  FROM newest n, agents a, devices o "

@@ -181,8 +181,8 @@ def test_missing_file(tmp_path: Path) -> None:
     (IDENTITY + '[[simulate.devices]]\nname = "bad name"\nkind = "ups"\n', "simulate.devices[0].name 'bad name'"),
     (IDENTITY + '[[simulate.devices]]\nname = "ups-1"\n', "simulate.devices[0].kind is required"),
     (IDENTITY + '[[simulate.devices]]\nname = "sw"\nkind = "switch"\n[[simulate.devices]]\nname = "sw"\nkind = "ups"\n',
-     "simulate.devices: device name 'sw' is used twice"),
-    (IDENTITY + '[[simulate.devices]]\nname = "host"\nkind = "ups"\n', "simulate.devices: device name 'host' is used twice"),
+     "device name 'sw' is used twice"),
+    (IDENTITY + '[[simulate.devices]]\nname = "host"\nkind = "ups"\n', "device name 'host' is used twice"),
 ])
 def test_validation_errors_name_the_field(tmp_path: Path, text: str, expected: str) -> None:
     message = load_error(tmp_path, text)

@@ -26,7 +26,14 @@ def _simulate(config: AgentConfig) -> Poller | None:
     return Simulator(config.simulate.devices, started=time.time())
 
 
-REGISTRY.update(host=_host, simulate=_simulate)
+def _snmp(config: AgentConfig) -> Poller | None:
+    if not config.snmp.targets and not config.snmp.trap_port:
+        return None
+    from agent.snmp.poller import SnmpPoller  # pysnmp is imported only when SNMP is configured
+    return SnmpPoller(config.snmp)
+
+
+REGISTRY.update(host=_host, simulate=_simulate, snmp=_snmp)
 
 
 def build(config: AgentConfig) -> list[Poller]:

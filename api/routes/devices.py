@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import db
 from api.errors import BadRequest, NotFound
-from api.models import DeviceList, DevicePublic, DeviceStatus, ErrorBody, SeriesPoint, SeriesPublic
+from api.models import DeviceList, DevicePublic, DeviceStatus, ErrorBody, EventPublic, SeriesPoint, SeriesPublic
 from api.timeparams import parse_step, time_range
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 Conn = Annotated[psycopg.AsyncConnection, Depends(db)]
 
 _SELECT = """
-SELECT d.id, d.key, d.name, d.kind, d.status, d.status_since, d.last_seen, d.attrs,
+SELECT d.id, d.key, d.name, d.kind, d.status, d.status_detail, d.status_since, d.last_seen, d.attrs,
        c.key AS customer, s.key AS site, a.key AS agent,
        coalesce((SELECT jsonb_object_agg(se.key, jsonb_build_object(
                     'value', lv.value, 'time', lv.time, 'unit', coalesce(mc.unit, '')))
@@ -27,7 +27,7 @@ SELECT d.id, d.key, d.name, d.kind, d.status, d.status_since, d.last_seen, d.att
 FROM devices d
 JOIN agents a ON a.id = d.agent_id
 JOIN sites s ON s.id = a.site_id
-JOIN customers c ON c.id = s.customer_id
+JOIN customers c ON c.id = coalesce(d.customer_id, s.customer_id)
 """
 
 _FILTER = """
@@ -54,7 +54,8 @@ async def list_devices(
               "limit": limit, "offset": offset}
     total = await (await conn.execute(
         "SELECT count(*) AS n FROM devices d JOIN agents a ON a.id = d.agent_id "
-        "JOIN sites s ON s.id = a.site_id JOIN customers c ON c.id = s.customer_id" + _FILTER,
+        "JOIN sites s ON s.id = a.site_id JOIN customers c ON c.id = coalesce(d.customer_id, s.customer_id)"
+        + _FILTER,
         params)).fetchone()
     rows = await (await conn.execute(
         _SELECT + _FILTER + " ORDER BY c.key, s.key, d.name, d.id LIMIT %(limit)s OFFSET %(offset)s",
@@ -118,3 +119,20 @@ async def get_series(
     return {"device_id": device_id, "metric": chosen["key"], "unit": chosen["unit"], "start": start_t,
             "end": end_t, "step": step_s, "source": "rollup_5m" if use_rollup else "raw",
             "points": [SeriesPoint(**r) for r in rows]}
+
+
+@router.get("/{device_id}/events", response_model=list[EventPublic], responses=_NOT_FOUND,
+            summary="What happened to a device, newest first: state changes, reboots, traps")
+async def list_events(
+    conn: Conn,
+    device_id: int,
+    kind: Annotated[str | None, Query(description="state, reboot, trap, online, offline")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    device = await (await conn.execute("SELECT id FROM devices WHERE id = %s", (device_id,))).fetchone()
+    if device is None:
+        raise NotFound(f"device {device_id}")
+    return await (await conn.execute(
+        "SELECT id, time, kind, severity, text, detail FROM device_events "
+        "WHERE device_id = %(d)s AND (%(k)s::text IS NULL OR kind = %(k)s) ORDER BY time DESC, id DESC "
+        "LIMIT %(n)s", {"d": device_id, "k": kind, "n": limit})).fetchall()

@@ -28,7 +28,7 @@ async def list_customers(conn: Conn) -> list[dict[str, Any]]:
         "SELECT c.id, c.key, c.name, "
         "  (SELECT count(*) FROM sites s WHERE s.customer_id = c.id) AS sites, "
         "  (SELECT count(*) FROM devices d JOIN agents a ON a.id = d.agent_id JOIN sites s ON s.id = a.site_id "
-        "   WHERE s.customer_id = c.id) AS devices "
+        "   WHERE coalesce(d.customer_id, s.customer_id) = c.id) AS devices "
         "FROM customers c ORDER BY c.key")).fetchall()
 
 

@@ -1,0 +1,1 @@
+"""SNMP polling: profiles (data), a pysnmp session seam, the poller, traps and discovery."""

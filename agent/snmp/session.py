@@ -1,0 +1,258 @@
+"""pysnmp 7 behind one small seam: GET, multi-column GETBULK walks, and errors as plain states.
+
+Everything above this module sees OIDs as dotted strings and values as ``Value`` (plain Python
+numbers and strings with their SNMP type), so the poller is tested with fakes and this module
+against real agents. MIBs are never loaded (``lookupMib=False``): profiles carry numeric OIDs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from pysnmp.hlapi.v3arch.asyncio import (
+    USM_AUTH_HMAC96_MD5, USM_AUTH_HMAC96_SHA, USM_AUTH_HMAC128_SHA224, USM_AUTH_HMAC192_SHA256,
+    USM_AUTH_HMAC256_SHA384, USM_AUTH_HMAC384_SHA512, USM_AUTH_NONE, USM_PRIV_CBC56_DES,
+    USM_PRIV_CBC168_3DES, USM_PRIV_CFB128_AES, USM_PRIV_CFB192_AES, USM_PRIV_CFB256_AES, USM_PRIV_NONE,
+    CommunityData, ContextData, ObjectIdentity, ObjectType, SnmpEngine, UdpTransportTarget, UsmUserData,
+    bulk_cmd, get_cmd, next_cmd,
+)
+from pysnmp.proto import errind
+
+AUTH_PROTOCOLS = {"MD5": USM_AUTH_HMAC96_MD5, "SHA": USM_AUTH_HMAC96_SHA, "SHA224": USM_AUTH_HMAC128_SHA224,
+                  "SHA256": USM_AUTH_HMAC192_SHA256, "SHA384": USM_AUTH_HMAC256_SHA384,
+                  "SHA512": USM_AUTH_HMAC384_SHA512}
+PRIV_PROTOCOLS = {"DES": USM_PRIV_CBC56_DES, "3DES": USM_PRIV_CBC168_3DES, "AES": USM_PRIV_CFB128_AES,
+                  "AES192": USM_PRIV_CFB192_AES, "AES256": USM_PRIV_CFB256_AES}
+
+# Counter types and their width, for wrap arithmetic.
+COUNTER_BITS = {"Counter32": 32, "Counter64": 64}
+_MISSING = {"NoSuchObject", "NoSuchInstance", "EndOfMibView", "Null"}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    version: str                    # "1", "2c" or "3"
+    community: str = "public"
+    user: str = ""
+    auth_protocol: str = ""         # "" = noAuth
+    auth_key: str = ""
+    priv_protocol: str = ""         # "" = noPriv
+    priv_key: str = ""
+    context: str = ""
+
+
+@dataclass(frozen=True)
+class Value:
+    """A value as the device sent it: ``type`` is the SNMP type name (Counter64, OctetString, …)."""
+
+    type: str
+    value: int | float | str
+
+    @property
+    def number(self) -> float | None:
+        if isinstance(self.value, (int, float)):
+            return float(self.value)
+        try:
+            return float(self.value)  # some agents send numbers as strings (laLoad, sensors)
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def counter_bits(self) -> int | None:
+        return COUNTER_BITS.get(self.type)
+
+
+class SnmpError(Exception):
+    """The device could not be read. ``state`` is what the API shows; ``detail`` says why."""
+
+    def __init__(self, state: str, detail: str) -> None:
+        super().__init__(f"{state}: {detail}")
+        self.state = state
+        self.detail = detail
+
+
+# pysnmp's error indications (REPORT PDUs for SNMPv3) → a state and words an engineer acts on.
+_AUTH_FAILURES = {
+    errind.UnknownUserName: "unknown user name (usmStatsUnknownUserNames): check the v3 user",
+    errind.WrongDigest: "wrong digest (usmStatsWrongDigests): check auth_key and auth_protocol",
+    errind.UnsupportedSecurityLevel: "unsupported security level (usmStatsUnsupportedSecLevels): "
+                                     "the user is not configured for this auth/priv level",
+    errind.DecryptionError: "decryption error (usmStatsDecryptionErrors): check priv_key and priv_protocol",
+    errind.AuthenticationError: "authentication error: check auth_key and auth_protocol",
+    errind.AuthenticationFailure: "authentication failure: check the credentials",
+    errind.UnknownSecurityName: "unknown security name: check the v3 user",
+    errind.NotInTimeWindow: "not in time window (usmStatsNotInTimeWindows): engine boots/time mismatch",
+    errind.UnknownEngineID: "unknown engine ID (usmStatsUnknownEngineIDs)",
+    errind.UnsupportedAuthProtocol: "authentication protocol not supported by this agent",
+    errind.UnsupportedPrivProtocol: "privacy protocol not supported by this agent",
+}
+
+
+def classify(indication: Any, version: str) -> SnmpError:
+    """Turn a pysnmp error indication into a state: auth_failure, no_response or error."""
+    for cls, words in _AUTH_FAILURES.items():
+        if isinstance(indication, cls):
+            return SnmpError("auth_failure", words)
+    if isinstance(indication, errind.RequestTimedOut):
+        if version == "3":
+            return SnmpError("no_response", "no response: unreachable, or SNMP not enabled on the device")
+        return SnmpError("no_response", "no response: unreachable or wrong community")
+    return SnmpError("error", str(indication))
+
+
+def _convert(val: Any) -> Value | None:
+    kind = type(val).__name__
+    if kind in _MISSING:
+        return None
+    if kind in ("Integer", "Integer32", "Unsigned32", "Gauge32", "Counter32", "Counter64", "TimeTicks"):
+        return Value(kind, int(val))
+    if kind == "OctetString":
+        raw = bytes(val)
+        try:
+            text = raw.decode("utf-8")
+            if text.isprintable() or not text:
+                return Value(kind, text.rstrip("\x00"))
+        except UnicodeDecodeError:
+            pass
+        return Value(kind, raw.hex(":"))
+    return Value(kind, val.prettyPrint())  # ObjectIdentifier, IpAddress, Opaque, Bits
+
+
+class Session:
+    """One device's connection parameters; all sessions share one SNMP engine (one socket)."""
+
+    def __init__(self, engine: SnmpEngine, host: str, port: int, creds: Credentials,
+                 timeout: float = 2.0, retries: int = 1, max_repetitions: int = 25) -> None:
+        self.engine = engine
+        self.host, self.port = host, port
+        self.creds = creds
+        self.timeout, self.retries = timeout, retries
+        self.max_repetitions = max_repetitions
+        self._target: UdpTransportTarget | None = None
+        self._auth = self._auth_data(creds)
+        self._context = ContextData(contextName=creds.context) if creds.context else ContextData()
+
+    @staticmethod
+    def _auth_data(c: Credentials) -> CommunityData | UsmUserData:
+        if c.version in ("1", "2c"):
+            return CommunityData(c.community, mpModel=0 if c.version == "1" else 1)
+        return UsmUserData(
+            c.user, authKey=c.auth_key or None, privKey=c.priv_key or None,
+            authProtocol=AUTH_PROTOCOLS[c.auth_protocol] if c.auth_protocol else USM_AUTH_NONE,
+            privProtocol=PRIV_PROTOCOLS[c.priv_protocol] if c.priv_protocol else USM_PRIV_NONE)
+
+    async def _transport(self) -> UdpTransportTarget:
+        if self._target is None:
+            try:
+                self._target = await UdpTransportTarget.create((self.host, self.port), timeout=self.timeout,
+                                                               retries=self.retries)
+            except Exception as exc:  # name resolution failures and the like
+                raise SnmpError("no_response", f"cannot reach {self.host}:{self.port}: {exc}") from None
+        return self._target
+
+    def _check(self, indication: Any, status: Any, index: Any) -> None:
+        if indication:
+            raise classify(indication, self.creds.version)
+        if status and int(status) != 0 and status.prettyPrint() not in ("noSuchName",):
+            raise SnmpError("error", f"agent answered {status.prettyPrint()} at varbind {int(index)}")
+
+    async def get(self, oids: list[str]) -> dict[str, Value | None]:
+        """GET several OIDs; a missing one maps to None (noSuchObject/noSuchInstance, or noSuchName
+        in v1, where the other OIDs are then asked again one by one)."""
+        if not oids:
+            return {}
+        target = await self._transport()
+        out: dict[str, Value | None] = {}
+        for start in range(0, len(oids), 40):  # stay well under typical PDU size limits
+            chunk = oids[start:start + 40]
+            ind, status, index, binds = await get_cmd(
+                self.engine, self._auth, target, self._context,
+                *[ObjectType(ObjectIdentity(o)) for o in chunk], lookupMib=False)
+            if not ind and status and status.prettyPrint() == "noSuchName":
+                for oid in chunk:
+                    out.update(await self._get_one(target, oid))
+                continue
+            self._check(ind, status, index)
+            for oid, val in binds:
+                out[str(oid)] = _convert(val)
+        return out
+
+    async def _get_one(self, target: UdpTransportTarget, oid: str) -> dict[str, Value | None]:
+        ind, status, index, binds = await get_cmd(self.engine, self._auth, target, self._context,
+                                                  ObjectType(ObjectIdentity(oid)), lookupMib=False)
+        if not ind and status and int(status) != 0:
+            return {oid: None}
+        self._check(ind, status, index)
+        return {str(o): _convert(v) for o, v in binds}
+
+    async def next(self, oids: list[str]) -> dict[str, tuple[str, Value | None]]:
+        """GETNEXT: for each OID, the next OID the agent has and its value."""
+        target = await self._transport()
+        ind, status, index, binds = await next_cmd(
+            self.engine, self._auth, target, self._context,
+            *[ObjectType(ObjectIdentity(o)) for o in oids], lookupMib=False)
+        if not ind and status and status.prettyPrint() == "noSuchName":  # v1: end of the MIB
+            return {o: ("", None) for o in oids}
+        self._check(ind, status, index)
+        return {asked: (str(oid), _convert(val)) for asked, (oid, val) in zip(oids, binds)}
+
+    async def walk(self, columns: list[str]) -> dict[str, dict[str, Value]]:
+        """Walk table columns together (GETBULK; GETNEXT on v1) → {column: {index: value}}."""
+        result: dict[str, dict[str, Value]] = {c: {} for c in columns}
+        position = {c: c for c in columns}
+        active = list(columns)
+        target = await self._transport()
+        rounds = 0
+        while active:
+            rounds += 1
+            if rounds > 10_000:
+                raise SnmpError("error", "walk did not end (agent returns OIDs that do not increase)")
+            binds_in = [ObjectType(ObjectIdentity(position[c])) for c in active]
+            if self.creds.version == "1":
+                ind, status, index, binds = await next_cmd(self.engine, self._auth, target, self._context,
+                                                           *binds_in, lookupMib=False)
+                reps = 1
+                if not ind and status and status.prettyPrint() == "noSuchName":
+                    break
+            else:
+                reps = max(1, self.max_repetitions // len(active))
+                ind, status, index, binds = await bulk_cmd(self.engine, self._auth, target, self._context,
+                                                           0, reps, *binds_in, lookupMib=False)
+            self._check(ind, status, index)
+            if not binds:
+                break
+            finished: set[str] = set()
+            width = len(active)
+            for i, (oid, val) in enumerate(binds):
+                column = active[i % width]
+                if column in finished:
+                    continue
+                oid_s = str(oid)
+                kind = type(val).__name__
+                if kind == "EndOfMibView" or not oid_s.startswith(column + "."):
+                    finished.add(column)
+                    continue
+                if oid_s == position[column]:
+                    finished.add(column)  # not increasing: stop rather than loop (and a round cap)
+                    continue
+                position[column] = oid_s
+                converted = _convert(val)
+                if converted is not None:
+                    result[column][oid_s[len(column) + 1:]] = converted
+            active = [c for c in active if c not in finished]
+        return result
+
+
+def new_engine() -> SnmpEngine:
+    return SnmpEngine()
+
+
+async def close(engine: SnmpEngine) -> None:
+    """Release the engine's sockets (pysnmp 7: close_dispatcher)."""
+    try:
+        engine.close_dispatcher()
+    except Exception:
+        pass
+    await asyncio.sleep(0)
