@@ -133,7 +133,9 @@ class SnmpPoller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
+        self._senders: dict[str, str] = {}
         self.engine: Any = None
+        self.trap_listener: Any = None
 
     # ------------------------------------------------------------ what the agent asks
 
@@ -209,6 +211,13 @@ class SnmpPoller:
             session = self._session_factory(self.engine, t)
             offset = (zlib.crc32(t.name.encode()) % 1000) / 1000 * min(t.interval, 10.0)
             self._devices[t.name] = Device(t, session, next_due=now + offset)
+        listener = None
+        if self.config.trap_port:
+            from agent.snmp.traps import TrapListener
+            await self._resolve_senders()
+            listener = TrapListener(self.config, self.library, self._senders.get, self._events, self._clock)
+            listener.open()
+            self.trap_listener = listener
         limit = asyncio.Semaphore(self.config.concurrency)
         running: set[asyncio.Task[None]] = set()
         busy: set[str] = set()
@@ -232,10 +241,24 @@ class SnmpPoller:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+            if listener is not None:
+                listener.close()
             try:
                 self.engine.close_dispatcher()
             except Exception:
                 pass
+
+    async def _resolve_senders(self) -> None:
+        """Map each target's addresses to its name, so a trap finds its device."""
+        loop = asyncio.get_running_loop()
+        for t in self.config.targets:
+            self._senders.setdefault(t.host, t.name)
+            try:
+                infos = await loop.getaddrinfo(t.host, None)
+            except OSError:
+                continue
+            for info in infos:
+                self._senders.setdefault(str(info[4][0]), t.name)
 
     async def _guarded(self, d: Device, limit: asyncio.Semaphore, busy: set[str]) -> None:
         scheduled = d.next_due
