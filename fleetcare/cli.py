@@ -40,6 +40,11 @@ def _server_config(args: argparse.Namespace):
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
+    if getattr(args, "action", None) == "discover":
+        from agent.snmp.discover import run as discover
+        return discover(args)
+    if args.config is None:
+        _config_error("fleetcare agent needs --config FILE (see deploy/agent.toml)")
     from agent.main import run
     return run(args.config)
 
@@ -98,9 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
         p.set_defaults(func=cmd_server)
 
-    p = sub.add_parser("agent", help="the site agent")
-    p.add_argument("--config", type=Path, required=True, help="agent TOML file (see deploy/agent.toml)")
+    p = sub.add_parser("agent", help="the site agent (or: fleetcare agent discover --range CIDR)")
+    p.add_argument("--config", type=Path, help="agent TOML file (see deploy/agent.toml)")
     p.set_defaults(func=cmd_agent)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    d = actions.add_parser("discover", help="find SNMP devices in an address range; print config blocks")
+    from agent.snmp.discover import add_arguments
+    add_arguments(d)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     p.add_argument("--config", type=Path, help="server TOML file")
