@@ -131,6 +131,7 @@ class Session:
         self.timeout, self.retries = timeout, retries
         self.max_repetitions = max_repetitions
         self._target: UdpTransportTarget | None = None
+        self.varbinds = 0  # values received, for the poll-cost benchmark
         self._auth = self._auth_data(creds)
         self._context = ContextData(contextName=creds.context) if creds.context else ContextData()
 
@@ -175,6 +176,7 @@ class Session:
                     out.update(await self._get_one(target, oid))
                 continue
             self._check(ind, status, index)
+            self.varbinds += len(binds)
             for oid, val in binds:
                 out[str(oid)] = _convert(val)
         return out
@@ -223,6 +225,7 @@ class Session:
             self._check(ind, status, index)
             if not binds:
                 break
+            self.varbinds += len(binds)
             finished: set[str] = set()
             width = len(active)
             for i, (oid, val) in enumerate(binds):
