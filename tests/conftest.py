@@ -33,6 +33,7 @@ from collector.config import ServerConfig
 from collector.migrate import migrate
 from fleetcare import embedded
 
+pytest_plugins = ["tests.snmp_services"]
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
