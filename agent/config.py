@@ -96,7 +96,7 @@ class SimulateSection:
 
 SNMP_VERSIONS = ("1", "2c", "3")
 AUTH_PROTOCOLS = ("", "MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
-PRIV_PROTOCOLS = ("", "DES", "3DES", "AES", "AES192", "AES256")
+PRIV_PROTOCOLS = ("", "DES", "3DES", "AES", "AES192", "AES256", "AES192C", "AES256C")
 
 
 @dataclass

@@ -81,6 +81,8 @@ class Device:
     counters: dict[tuple[str, str], Counter] = field(default_factory=dict)
     last_ticks: int | None = None
     unsupported: set[str] = field(default_factory=set)  # scalar OIDs absent at the first poll
+    skip_columns: set[str] = field(default_factory=set)  # columns not worth walking (see _read_table)
+    fresh: bool = True  # the next read is the first since identification
     failures: int = 0
     next_due: float = 0.0
     polls: int = 0
@@ -299,6 +301,7 @@ class SnmpPoller:
             self._emit([wire.Point(d.name, started, {"snmp_up": 0.0})])
             return
         d.failures = 0
+        d.fresh = False
         d.polls += 1
         d.last_poll = started
         values["snmp_up"] = 1.0
@@ -328,6 +331,8 @@ class SnmpPoller:
             kind = next((p.kind for p in profiles if p.kind), None) or _guess_kind(profiles)
         d.profiles, d.kind, d.facts, d.identified = profiles, kind, facts, True
         d.unsupported.clear()
+        d.skip_columns.clear()
+        d.fresh = True
         log.info("snmp %s: %s (%s), profiles %s", d.name, facts["sys_descr"][:60] or "?", kind,
                  ", ".join(p.name for p in profiles))
         if self._sink is not None:
@@ -355,7 +360,7 @@ class SnmpPoller:
             if d.last_ticks is not None and ticks < d.last_ticks:
                 self._reboot(d, d.last_ticks, ticks, now)
             d.last_ticks = ticks
-        first = d.polls == 0
+        first = d.fresh
         env: dict[str, float | None] = {}
         for p in d.profiles:
             for r in p.scalars:
@@ -391,7 +396,21 @@ class SnmpPoller:
     async def _read_table(self, d: Device, table: Table, ticks: int | None, now: float) -> dict[str, float]:
         columns = [c.oid for c in table.columns] + [c.fallback for c in table.columns if c.fallback]
         columns += list(table.label_oids)
-        walked = await d.session.walk(list(dict.fromkeys(columns)))
+        first = d.fresh
+        asked = [c for c in dict.fromkeys(columns) if c not in d.skip_columns]
+        walked = await d.session.walk(asked)
+        if first:
+            # After the first poll, walk only what the device serves: a column it does not have,
+            # and a fallback whose primary answered for every row, are left out until a reboot.
+            rows = {i for values in walked.values() for i in values}
+            d.skip_columns |= {c for c in asked if not walked.get(c)}
+            for c in table.columns:
+                if c.fallback and rows and set(walked.get(c.oid, {})) >= rows:
+                    d.skip_columns.add(c.fallback)
+            for i, oid in enumerate(table.label_oids):
+                if walked.get(oid) and set(walked[oid]) >= rows:
+                    d.skip_columns.update(table.label_oids[i + 1:])
+                    break
         indices: list[str] = []
         seen: set[str] = set()
         for c in table.columns:
@@ -457,6 +476,7 @@ class SnmpPoller:
 
     def _reboot(self, d: Device, before: int, after: int, now: float) -> None:
         d.counters.clear()  # every counter restarted with the device
+        d.identified = False  # new firmware may serve other MIBs: identify and detect again
         log.info("snmp %s: rebooted (uptime %.0f s → %.0f s)", d.name, before / 100, after / 100)
         self._events([wire.Event(d.name, now, "reboot", "warning",
                                  f"{d.name} rebooted: uptime went from {before / 100:.0f} s to {after / 100:.0f} s",

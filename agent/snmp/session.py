@@ -14,17 +14,23 @@ from typing import Any
 from pysnmp.hlapi.v3arch.asyncio import (
     USM_AUTH_HMAC96_MD5, USM_AUTH_HMAC96_SHA, USM_AUTH_HMAC128_SHA224, USM_AUTH_HMAC192_SHA256,
     USM_AUTH_HMAC256_SHA384, USM_AUTH_HMAC384_SHA512, USM_AUTH_NONE, USM_PRIV_CBC56_DES,
-    USM_PRIV_CBC168_3DES, USM_PRIV_CFB128_AES, USM_PRIV_CFB192_AES, USM_PRIV_CFB256_AES, USM_PRIV_NONE,
-    CommunityData, ContextData, ObjectIdentity, ObjectType, SnmpEngine, UdpTransportTarget, UsmUserData,
-    bulk_cmd, get_cmd, next_cmd,
+    USM_PRIV_CBC168_3DES, USM_PRIV_CFB128_AES, USM_PRIV_CFB192_AES, USM_PRIV_CFB192_AES_BLUMENTHAL,
+    USM_PRIV_CFB256_AES, USM_PRIV_CFB256_AES_BLUMENTHAL, USM_PRIV_NONE,
+    CommunityData, ContextData, SnmpEngine, UdpTransportTarget, UsmUserData,
 )
+from pysnmp.entity.rfc3413 import cmdgen
+from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
 from pysnmp.proto import errind
+from pysnmp.proto.rfc1902 import Null, ObjectName
 
 AUTH_PROTOCOLS = {"MD5": USM_AUTH_HMAC96_MD5, "SHA": USM_AUTH_HMAC96_SHA, "SHA224": USM_AUTH_HMAC128_SHA224,
                   "SHA256": USM_AUTH_HMAC192_SHA256, "SHA384": USM_AUTH_HMAC256_SHA384,
                   "SHA512": USM_AUTH_HMAC384_SHA512}
+# AES192/AES256 follow net-snmp (Blumenthal key extension); the *C variants are the Cisco
+# ("Reeder") key extension some vendors use instead. The two do not interoperate.
 PRIV_PROTOCOLS = {"DES": USM_PRIV_CBC56_DES, "3DES": USM_PRIV_CBC168_3DES, "AES": USM_PRIV_CFB128_AES,
-                  "AES192": USM_PRIV_CFB192_AES, "AES256": USM_PRIV_CFB256_AES}
+                  "AES192": USM_PRIV_CFB192_AES_BLUMENTHAL, "AES256": USM_PRIV_CFB256_AES_BLUMENTHAL,
+                  "AES192C": USM_PRIV_CFB192_AES, "AES256C": USM_PRIV_CFB256_AES}
 
 # Counter types and their width, for wrap arithmetic.
 COUNTER_BITS = {"Counter32": 32, "Counter64": 64}
@@ -120,6 +126,23 @@ def _convert(val: Any) -> Value | None:
     return Value(kind, val.prettyPrint())  # ObjectIdentifier, IpAddress, Opaque, Bits
 
 
+# The command generators of RFC 3413, used directly rather than through hlapi's get_cmd/bulk_cmd:
+# those resolve every request OID through the MIB view (even with lookupMib=False), which was
+# the largest CPU cost per varbind in bench/snmp_poll.py.
+_GET, _NEXT, _BULK = cmdgen.GetCommandGenerator(), cmdgen.NextCommandGenerator(), cmdgen.BulkCommandGenerator()
+_NULL = Null("")
+_NAMES: dict[str, ObjectName] = {}
+
+
+def _name(oid: str) -> ObjectName:
+    name = _NAMES.get(oid)
+    if name is None:
+        name = ObjectName(oid)
+        if len(_NAMES) < 100_000:  # profile OIDs repeat every poll; walk positions mostly do not
+            _NAMES[oid] = name
+    return name
+
+
 class Session:
     """One device's connection parameters; all sessions share one SNMP engine (one socket)."""
 
@@ -131,6 +154,8 @@ class Session:
         self.timeout, self.retries = timeout, retries
         self.max_repetitions = max_repetitions
         self._target: UdpTransportTarget | None = None
+        self._addr: Any = None
+        self._rows: dict[tuple[str, ...], int] = {}  # rows each walk found last time
         self.varbinds = 0  # values received, for the poll-cost benchmark
         self._auth = self._auth_data(creds)
         self._context = ContextData(contextName=creds.context) if creds.context else ContextData()
@@ -143,6 +168,27 @@ class Session:
             c.user, authKey=c.auth_key or None, privKey=c.priv_key or None,
             authProtocol=AUTH_PROTOCOLS[c.auth_protocol] if c.auth_protocol else USM_AUTH_NONE,
             privProtocol=PRIV_PROTOCOLS[c.priv_protocol] if c.priv_protocol else USM_PRIV_NONE)
+
+    async def _request(self, kind: str, oids: list[str], repetitions: int = 0) -> tuple[Any, Any, Any, Any]:
+        """One GET, GETNEXT or GETBULK; returns pysnmp's (indication, status, index, varbinds)."""
+        target = await self._transport()
+        if self._addr is None:
+            self._addr, _ = LCD.configure(self.engine, self._auth, target, self._context.contextName)
+        future = asyncio.get_running_loop().create_future()
+
+        def done(engine: Any, handle: Any, indication: Any, status: Any, index: Any, binds: Any, ctx: Any) -> None:
+            if not future.done():
+                future.set_result((indication, status, index, binds))
+
+        binds = [(_name(o), _NULL) for o in oids]
+        engine_id, context = self._context.contextEngineId, self._context.contextName
+        if kind == "get":
+            _GET.send_varbinds(self.engine, self._addr, engine_id, context, binds, done)
+        elif kind == "next":
+            _NEXT.send_varbinds(self.engine, self._addr, engine_id, context, binds, done)
+        else:
+            _BULK.send_varbinds(self.engine, self._addr, engine_id, context, 0, repetitions, binds, done)
+        return await future
 
     async def _transport(self) -> UdpTransportTarget:
         if self._target is None:
@@ -164,16 +210,13 @@ class Session:
         in v1, where the other OIDs are then asked again one by one)."""
         if not oids:
             return {}
-        target = await self._transport()
         out: dict[str, Value | None] = {}
         for start in range(0, len(oids), 40):  # stay well under typical PDU size limits
             chunk = oids[start:start + 40]
-            ind, status, index, binds = await get_cmd(
-                self.engine, self._auth, target, self._context,
-                *[ObjectType(ObjectIdentity(o)) for o in chunk], lookupMib=False)
+            ind, status, index, binds = await self._request("get", chunk)
             if not ind and status and status.prettyPrint() == "noSuchName":
                 for oid in chunk:
-                    out.update(await self._get_one(target, oid))
+                    out.update(await self._get_one(oid))
                 continue
             self._check(ind, status, index)
             self.varbinds += len(binds)
@@ -181,9 +224,8 @@ class Session:
                 out[str(oid)] = _convert(val)
         return out
 
-    async def _get_one(self, target: UdpTransportTarget, oid: str) -> dict[str, Value | None]:
-        ind, status, index, binds = await get_cmd(self.engine, self._auth, target, self._context,
-                                                  ObjectType(ObjectIdentity(oid)), lookupMib=False)
+    async def _get_one(self, oid: str) -> dict[str, Value | None]:
+        ind, status, index, binds = await self._request("get", [oid])
         if not ind and status and int(status) != 0:
             return {oid: None}
         self._check(ind, status, index)
@@ -191,10 +233,7 @@ class Session:
 
     async def next(self, oids: list[str]) -> dict[str, tuple[str, Value | None]]:
         """GETNEXT: for each OID, the next OID the agent has and its value."""
-        target = await self._transport()
-        ind, status, index, binds = await next_cmd(
-            self.engine, self._auth, target, self._context,
-            *[ObjectType(ObjectIdentity(o)) for o in oids], lookupMib=False)
+        ind, status, index, binds = await self._request("next", oids)
         if not ind and status and status.prettyPrint() == "noSuchName":  # v1: end of the MIB
             return {o: ("", None) for o in oids}
         self._check(ind, status, index)
@@ -205,23 +244,24 @@ class Session:
         result: dict[str, dict[str, Value]] = {c: {} for c in columns}
         position = {c: c for c in columns}
         active = list(columns)
-        target = await self._transport()
+        key = tuple(columns)
         rounds = 0
         while active:
             rounds += 1
             if rounds > 10_000:
                 raise SnmpError("error", "walk did not end (agent returns OIDs that do not increase)")
-            binds_in = [ObjectType(ObjectIdentity(position[c])) for c in active]
+            asked = [position[c] for c in active]
             if self.creds.version == "1":
-                ind, status, index, binds = await next_cmd(self.engine, self._auth, target, self._context,
-                                                           *binds_in, lookupMib=False)
+                ind, status, index, binds = await self._request("next", asked)
                 reps = 1
                 if not ind and status and status.prettyPrint() == "noSuchName":
                     break
             else:
-                reps = max(1, self.max_repetitions // len(active))
-                ind, status, index, binds = await bulk_cmd(self.engine, self._auth, target, self._context,
-                                                           0, reps, *binds_in, lookupMib=False)
+                # enough repetitions to finish in one round when the table is as long as last time,
+                # within a budget of varbinds per request
+                known = self._rows.get(key, self.max_repetitions)
+                reps = max(1, min(known + 1, self.max_repetitions * 2 // len(active)))
+                ind, status, index, binds = await self._request("bulk", asked, reps)
             self._check(ind, status, index)
             if not binds:
                 break
@@ -245,6 +285,7 @@ class Session:
                 if converted is not None:
                     result[column][oid_s[len(column) + 1:]] = converted
             active = [c for c in active if c not in finished]
+        self._rows[key] = max((len(v) for v in result.values()), default=0)
         return result
 
 
