@@ -34,5 +34,9 @@ def run(config_path: str | Path | None) -> int:
     log.info("agent %s (%s/%s) watching %d device(s) every %.0f s",
              cfg.agent.id, cfg.agent.customer, cfg.agent.site,
              sum(len(p.devices()) for p in pollers), cfg.agent.interval)
-    agent.run(stop)
+    try:
+        agent.run(stop)
+    except OSError as exc:  # e.g. the trap port is taken or needs privileges
+        log.error("cannot run: %s", exc)
+        return 2
     return 0

@@ -136,6 +136,8 @@ class SnmpPoller:
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
         self._senders: dict[str, str] = {}
+        self._started: threading.Event | None = None
+        self._start_error: BaseException | None = None
         self.engine: Any = None
         self.trap_listener: Any = None
 
@@ -178,24 +180,33 @@ class SnmpPoller:
     # ------------------------------------------------------------ lifecycle
 
     def start(self, sink: Sink) -> None:
-        """Run the poller on an asyncio loop of its own thread."""
+        """Run the poller on an asyncio loop of its own thread. Raises OSError at once when the
+        trap port cannot be bound, so the agent stops with a clear message instead of running deaf."""
         self._sink = sink
-        ready = threading.Event()
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
 
         def run() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
             self._stop = asyncio.Event()
-            ready.set()
             try:
                 loop.run_until_complete(self.run())
+            except BaseException as exc:
+                if not self._started.is_set():
+                    self._start_error = exc
+                else:
+                    log.exception("SNMP poller stopped")
             finally:
+                self._started.set()
                 loop.close()
 
         self._thread = threading.Thread(target=run, name="snmp-poller", daemon=True)
         self._thread.start()
-        ready.wait(5)
+        self._started.wait(30)
+        if self._start_error is not None:
+            raise self._start_error
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
@@ -218,8 +229,13 @@ class SnmpPoller:
             from agent.snmp.traps import TrapListener
             await self._resolve_senders()
             listener = TrapListener(self.config, self.library, self._senders.get, self._events, self._clock)
-            listener.open()
+            try:
+                listener.open()
+            except OSError as exc:
+                raise OSError(f"snmp.trap_port {self.config.trap_port}: {exc}") from None
             self.trap_listener = listener
+        if self._started is not None:
+            self._started.set()
         limit = asyncio.Semaphore(self.config.concurrency)
         running: set[asyncio.Task[None]] = set()
         busy: set[str] = set()

@@ -9,6 +9,7 @@ address; a sender that is no target still gets its events, on a device named aft
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -57,10 +58,17 @@ class TrapListener:
         """Bind the UDP port and register communities and users; call inside the running loop."""
         eng = snmp_engine.SnmpEngine()
         address = (self.config.trap_address, self.config.trap_port)
+        # Bind here, synchronously: pysnmp binds in the background, where a taken or privileged
+        # port would fail unseen and leave the agent deaf to traps.
+        sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            snmp_config.add_transport(eng, udp.DOMAIN_NAME, udp.UdpTransport().open_server_mode(address))
-        except Exception as exc:
-            raise OSError(f"cannot listen for SNMP traps on udp {address[0]}:{address[1]}: {exc}") from None
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"cannot listen for SNMP traps on udp {address[0]}:{address[1]}: {exc.strerror}"
+                          + (" (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if address[1] < 1024 else ""))
+        sock.setblocking(False)
+        snmp_config.add_transport(eng, udp.DOMAIN_NAME, udp.UdpTransport().open_server_mode(sock=sock))
         for i, community in enumerate(self.config.trap_communities):
             snmp_config.add_v1_system(eng, f"fleetcare-trap-{i}", community)
         for u in self.config.trap_users:
