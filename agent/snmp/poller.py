@@ -190,6 +190,7 @@ class SnmpPoller:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
+            loop.set_exception_handler(_loop_exception)
             self._stop = asyncio.Event()
             try:
                 loop.run_until_complete(self.run())
@@ -222,7 +223,9 @@ class SnmpPoller:
         now = self._clock()
         for t in self.config.targets:
             session = self._session_factory(self.engine, t)
-            offset = (zlib.crc32(t.name.encode()) % 1000) / 1000 * min(t.interval, 10.0)
+            # first polls spread over the whole interval (by name, so stable across restarts):
+            # a thousand devices make a steady trickle, not a burst every interval
+            offset = (zlib.crc32(t.name.encode()) % 1000) / 1000 * t.interval
             self._devices[t.name] = Device(t, session, next_due=now + offset)
         listener = None
         if self.config.trap_port:
@@ -525,6 +528,16 @@ class SnmpPoller:
     def _events(self, events: list[wire.Event]) -> None:
         if self._sink is not None:
             self._sink.emit_events(events)
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """pysnmp's dispatcher raises CarrierError for a datagram on a transport it has just dropped
+    (seen under load); the request is retried, so that is worth a debug line, not a traceback."""
+    exc = context.get("exception")
+    if exc is not None and type(exc).__name__ == "CarrierError":
+        log.debug("snmp: %s", exc)
+        return
+    loop.default_exception_handler(context)
 
 
 def _session(engine: Any, t: SnmpTarget) -> Session:
