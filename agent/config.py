@@ -200,12 +200,32 @@ class SnmpSection:
 
 
 @dataclass
+class SpoolSection:
+    """Where messages wait for the broker. On disk by default: a restart loses nothing."""
+
+    #: false keeps messages in memory only (lost on restart; for tests and throw-away agents).
+    disk: bool = True
+    #: The SQLite file; default <agent.data_dir>/spool.sqlite.
+    path: str = ""
+    #: Bounds: past either, the oldest messages are dropped, counted and reported.
+    max_mb: float = 256.0
+    max_age_hours: float = 168.0
+    #: Messages per second the backlog drains at after an outage (fresh data goes first).
+    backlog_rate: float = 200.0
+
+    def validate(self) -> None:
+        if self.max_mb <= 0 or self.max_age_hours <= 0 or self.backlog_rate <= 0:
+            raise ValueError("spool.max_mb, spool.max_age_hours and spool.backlog_rate must be positive")
+
+
+@dataclass
 class AgentConfig:
     agent: AgentSection = field(default_factory=AgentSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     host: HostSection = field(default_factory=HostSection)
     simulate: SimulateSection = field(default_factory=SimulateSection)
     snmp: SnmpSection = field(default_factory=SnmpSection)
+    spool: SpoolSection = field(default_factory=SpoolSection)
 
     def validate(self) -> None:
         names = ([d.name for d in self.simulate.devices] + [t.name for t in self.snmp.targets]
@@ -222,6 +242,10 @@ class AgentConfig:
     @property
     def data_path(self) -> Path:
         return Path(self.agent.data_dir or f"/var/lib/fleetcare/agent-{self.agent.id}")
+
+    @property
+    def spool_path(self) -> Path:
+        return Path(self.spool.path) if self.spool.path else self.data_path / "spool.sqlite"
 
 
 def load(path: str | Path | None = None) -> AgentConfig:

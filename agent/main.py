@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 from pathlib import Path
 
 from agent import config as agent_config
 from agent.pollers import build
 from agent.runner import Agent
+from agent.config import AgentConfig
 from agent.settings import SettingsError
+from agent.spool import DiskSpool, MemorySpool
 
 log = logging.getLogger("agent")
+
+
+def open_spool(cfg: AgentConfig) -> DiskSpool | MemorySpool:
+    if not cfg.spool.disk:
+        return MemorySpool()
+    return DiskSpool(cfg.spool_path, max_bytes=int(cfg.spool.max_mb * 2**20),
+                     max_age_s=cfg.spool.max_age_hours * 3600, backlog_rate=cfg.spool.backlog_rate)
 
 
 def run(config_path: str | Path | None) -> int:
@@ -30,7 +40,13 @@ def run(config_path: str | Path | None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    agent = Agent(cfg, pollers)
+    try:
+        spool = open_spool(cfg)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("configuration error: spool %s: %s (set agent.data_dir or spool.path to a writable place)",
+                  cfg.spool_path, exc)
+        return 2
+    agent = Agent(cfg, pollers, spool=spool)
     log.info("agent %s (%s/%s) watching %d device(s) every %.0f s",
              cfg.agent.id, cfg.agent.customer, cfg.agent.site,
              sum(len(p.devices()) for p in pollers), cfg.agent.interval)

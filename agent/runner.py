@@ -18,7 +18,7 @@ import paho.mqtt.client as paho
 from agent import mqtt, wire
 from agent.config import AgentConfig
 from agent.pollers import Poller
-from agent.spool import Entry, MemorySpool
+from agent.spool import DiskSpool, Entry, MemorySpool
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def chunk(points: list[wire.Point], limit: int = MAX_SAMPLES_PER_MESSAGE) -> lis
 
 class Agent:
     def __init__(self, config: AgentConfig, pollers: list[Poller], *,
-                 protocol: int | None = None, spool: MemorySpool | None = None) -> None:
+                 protocol: int | None = None, spool: MemorySpool | DiskSpool | None = None) -> None:
         """``protocol`` None: found out in the background (waiting for the broker) while polling runs."""
         self.config = config
         self.pollers = pollers
@@ -128,6 +128,7 @@ class Agent:
         client.publish(self._topic(wire.BIRTH), wire.encode_birth(self.birth()), qos=wire.QOS, retain=True)
         client.publish(self._topic(wire.STATUS), wire.encode_status(self.origin, "online", self.boot),
                        qos=wire.QOS, retain=True)
+        self.spool.reconnected()
         self.connected.set()
         self._wake.set()
 

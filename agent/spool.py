@@ -1,14 +1,19 @@
-"""Where telemetry waits between being read and being acknowledged by the broker.
+"""Where messages wait between being read and being acknowledged by the broker.
 
-``MemorySpool`` bounds memory and counts what it drops; the disk spool of the delivery-guarantees
-issue plugs in behind the same three calls (``put``, ``take``, ``done``).
+``DiskSpool`` (SQLite, the agent's default) survives restarts; ``MemorySpool`` bounds memory and
+is for tests and throw-away agents. Both count what they drop, behind the same calls (``put``,
+``take``, ``done``, ``reconnected``).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -17,6 +22,7 @@ class Entry:
     payload: bytes
     samples: int
     kind: str = "telemetry"  # the topic suffix it is published on
+    id: int | None = None    # the disk spool's row id
 
 
 class MemorySpool:
@@ -45,6 +51,157 @@ class MemorySpool:
     def done(self, entry: Entry) -> None:
         """The broker acknowledged ``entry``: nothing to keep in memory."""
 
+    def reconnected(self) -> None:
+        """Nothing to do: the backlog is drained as fast as the window allows."""
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._queue)
+
+
+class DiskSpool:
+    """Messages in SQLite (WAL), so a restart — even ``kill -9`` — loses nothing that was spooled.
+
+    Each ``put`` is one committed transaction (WAL, synchronous=NORMAL: it survives the process
+    dying; a power cut may take the last moments, see docs/decisions.md). ``take`` hands out
+    fresh messages first and the backlog — what was waiting when the broker came back — oldest
+    first at ``backlog_rate`` messages per second, so fresh data keeps flowing while it drains.
+    Bounds: ``max_bytes`` and ``max_age_s``; past them the oldest messages are dropped and counted
+    (the counters persist too). A message handed out and not yet ``done`` is never dropped.
+    """
+
+    def __init__(self, path: str | Path, max_bytes: int = 256 * 2**20, max_age_s: float = 7 * 86_400,
+                 backlog_rate: float = 200.0, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes, self.max_age_s, self.backlog_rate = max_bytes, max_age_s, backlog_rate
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                         "seq INTEGER NOT NULL, kind TEXT NOT NULL, payload BLOB NOT NULL, "
+                         "samples INTEGER NOT NULL, created REAL NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        row = self._db.execute("SELECT count(*), coalesce(sum(length(payload)), 0), coalesce(max(id), 0) "
+                               "FROM messages").fetchone()
+        self._count, self._bytes = int(row[0]), int(row[1])
+        self._taken: set[int] = set()
+        self._backlog_until = int(row[2])  # what was here at start drains at the bounded rate
+        self._tokens = 0.0
+        self._tokens_at = self._clock()
+        self.written_bytes = 0
+
+    # ------------------------------------------------------------ counters
+
+    def _counter(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _bump(self, name: str, by: int) -> None:
+        self._db.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", (name, by))
+
+    @property
+    def dropped_messages(self) -> int:
+        with self._lock:
+            return self._counter("dropped_messages")
+
+    @property
+    def dropped_samples(self) -> int:
+        with self._lock:
+            return self._counter("dropped_samples")
+
+    @property
+    def delivered_messages(self) -> int:
+        with self._lock:
+            return self._counter("delivered_messages")
+
+    # ------------------------------------------------------------ the three calls
+
+    def put(self, entry: Entry) -> None:
+        with self._lock:
+            now = self._clock()
+            cur = self._db.execute("INSERT INTO messages (seq, kind, payload, samples, created) VALUES (?, ?, ?, ?, ?)",
+                                   (entry.seq, entry.kind, entry.payload, entry.samples, now))
+            self._count += 1
+            self._bytes += len(entry.payload)
+            self.written_bytes += len(entry.payload)
+            self._enforce(now, keep=cur.lastrowid)
+
+    def _enforce(self, now: float, keep: int | None) -> None:
+        """Drop the oldest messages (never one handed out) while over the size or age bound."""
+        while self._count and (self._bytes > self.max_bytes or self._oldest_created() < now - self.max_age_s):
+            row = self._db.execute(
+                "SELECT id, samples, length(payload) FROM messages WHERE id NOT IN (%s) ORDER BY id LIMIT 1"
+                % ",".join(str(i) for i in (self._taken | ({keep} if keep else set())) or {0})).fetchone()
+            if row is None:
+                return
+            with self._db:
+                self._db.execute("DELETE FROM messages WHERE id = ?", (row[0],))
+                self._bump("dropped_messages", 1)
+                self._bump("dropped_samples", int(row[1]))
+            self._count -= 1
+            self._bytes -= int(row[2])
+
+    def _oldest_created(self) -> float:
+        row = self._db.execute("SELECT min(created) FROM messages").fetchone()
+        return float(row[0]) if row and row[0] is not None else float("inf")
+
+    def take(self) -> Entry | None:
+        """Fresh messages first; then the backlog oldest-first, within its rate."""
+        with self._lock:
+            skip = ",".join(str(i) for i in self._taken) or "0"
+            row = self._db.execute(
+                f"SELECT id, seq, kind, payload, samples FROM messages WHERE id > ? AND id NOT IN ({skip}) "
+                "ORDER BY id LIMIT 1", (self._backlog_until,)).fetchone()
+            if row is None:
+                now = self._clock()
+                self._tokens = min(self._tokens + (now - self._tokens_at) * self.backlog_rate,
+                                   max(self.backlog_rate, 1.0))
+                self._tokens_at = now
+                if self._tokens < 1.0:
+                    return None
+                row = self._db.execute(
+                    f"SELECT id, seq, kind, payload, samples FROM messages WHERE id <= ? AND id NOT IN ({skip}) "
+                    "ORDER BY id LIMIT 1", (self._backlog_until,)).fetchone()
+                if row is None:
+                    return None
+                self._tokens -= 1.0
+            self._taken.add(int(row[0]))
+            return Entry(int(row[1]), bytes(row[3]), int(row[4]), str(row[2]), int(row[0]))
+
+    def done(self, entry: Entry) -> None:
+        """The broker has the message: forget it."""
+        with self._lock:
+            if entry.id is None:
+                return
+            row = self._db.execute("SELECT length(payload) FROM messages WHERE id = ?", (entry.id,)).fetchone()
+            with self._db:
+                self._db.execute("DELETE FROM messages WHERE id = ?", (entry.id,))
+                self._bump("delivered_messages", 1)
+            self._taken.discard(entry.id)
+            if row is not None:
+                self._count -= 1
+                self._bytes -= int(row[0])
+
+    def reconnected(self) -> None:
+        """The broker is back: everything waiting now is backlog, drained at the bounded rate while
+        fresh messages go first. (Messages paho had in flight it resends itself.)"""
+        with self._lock:
+            row = self._db.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
+            self._backlog_until = int(row[0])
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._count
+
+    @property
+    def size_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
