@@ -129,12 +129,17 @@ class Events:
     events: list[Event]
 
 
+#: What an online agent says about its own delivery, in its status message (all since install).
+COUNTER_KEYS = ("spooled", "delivered_messages", "dropped_messages", "dropped_samples", "seq")
+
+
 @dataclass(frozen=True)
 class Status:
     origin: Origin
     state: str
     ts: float
     boot: int | None
+    counters: dict[str, int] | None = None
 
 
 # ---------------------------------------------------------------- topics
@@ -201,9 +206,12 @@ def encode_events(origin: Origin, boot: int, seq: int, events: list[Event]) -> b
     return _dump(body)
 
 
-def encode_status(origin: Origin, state: str, boot: int | None, ts: float | None = None) -> bytes:
+def encode_status(origin: Origin, state: str, boot: int | None, ts: float | None = None,
+                  counters: dict[str, int] | None = None) -> bytes:
     body = _head(origin)
     body.update(state=state, ts=round(time.time() if ts is None else ts, 3), boot=boot)
+    if counters is not None:
+        body["counters"] = counters
     return _dump(body)
 
 
@@ -371,12 +379,20 @@ def parse_events(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD
 
 def parse_status(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Status:
     body = _load(payload, max_bytes)
-    _check_keys(body, frozenset({"v", "customer", "site", "agent", "state", "ts", "boot"}), "status")
+    keys = frozenset({"v", "customer", "site", "agent", "state", "ts", "boot"})
+    _check_keys(body, keys | ({"counters"} if "counters" in body else set()), "status")
     _check_origin(body, origin)
     if body["state"] not in AGENT_STATES:
         raise WireError("bad_schema", f"status.state must be one of {AGENT_STATES}")
     boot = None if body["boot"] is None else _int(body["boot"], "boot")
-    return Status(origin, body["state"], _number(body["ts"], "ts"), boot)
+    counters = None
+    if "counters" in body:
+        raw = body["counters"]
+        if not isinstance(raw, dict):
+            raise WireError("bad_schema", "status.counters must be an object")
+        _check_keys(raw, frozenset(COUNTER_KEYS), "status.counters")
+        counters = {k: _int(raw[k], f"counters.{k}") for k in COUNTER_KEYS}
+    return Status(origin, body["state"], _number(body["ts"], "ts"), boot, counters)
 
 
 def _list(value: Any, where: str) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ MIGRATIONS: list[Migration] = [
         TIMESCALEDB: timescale.samples_statements(db.retention_days, db.compress_after_days),
     }),
     Migration(3, "device-state", lambda db: {"*": _sql("003_device_state.sql")}),
+    Migration(4, "delivery", lambda db: {"*": _sql("004_delivery.sql")}),
 ]
 
 LATEST = MIGRATIONS[-1].version

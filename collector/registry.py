@@ -99,7 +99,8 @@ class Registry:
                          (d.kind, d.name, json.dumps(d.attrs), customer, device))
             state = d.attrs.get("state")
             if state in STATE_STATUS and state != "reachable":  # the agent's current view after a reconnect
-                self._set_status(conn, device, agent, STATE_STATUS[state], str(d.attrs.get("state_detail", "")),
+                detail = d.attrs.get("state_detail")  # absent: keep the reason a state event gave
+                self._set_status(conn, device, agent, STATE_STATUS[state], None if detail is None else str(detail),
                                  None)
         for m in birth.metrics:
             conn.execute("INSERT INTO metric_catalogue (name, unit, type, description) VALUES (%s, %s, %s, %s) "
@@ -121,21 +122,38 @@ class Registry:
                              (datetime.fromtimestamp(e.ts, timezone.utc), device, agent, e.kind, e.severity,
                               e.text, json.dumps(e.detail)))
 
-    def _set_status(self, conn: psycopg.Connection, device: int, agent: int, status: str, detail: str,
+    def _set_status(self, conn: psycopg.Connection, device: int, agent: int, status: str, detail: str | None,
                     event: wire.Event | None) -> None:
+        """Set a device's status and why. A change a state ``event`` brings goes on the device's
+        timeline, once: the same state said again, or redelivered, records nothing. A birth (no
+        event) only restores the status: the agent's state event for that change is the one to keep
+        (the birth that follows it would otherwise add a second, wordless one). ``detail`` None
+        keeps the current detail when the status stays."""
         changed = conn.execute(
-            "UPDATE devices SET status = %s, status_detail = %s, "
-            "  status_since = CASE WHEN status <> %s THEN now() ELSE status_since END "
-            "WHERE id = %s AND (status <> %s OR status_detail <> %s) RETURNING id",
-            (status, detail, status, device, status, detail)).fetchone()
-        if changed is None and event is None:
+            "UPDATE devices SET status = %(s)s, "
+            "  status_detail = coalesce(%(d)s, CASE WHEN status = %(s)s THEN status_detail ELSE '' END), "
+            "  status_since = CASE WHEN status <> %(s)s THEN now() ELSE status_since END "
+            "WHERE id = %(id)s AND (status <> %(s)s OR status_detail <> coalesce(%(d)s, status_detail)) "
+            "RETURNING id",
+            {"s": status, "d": detail, "id": device}).fetchone()
+        if changed is None or event is None:
             return
-        e = event
         conn.execute("INSERT INTO device_events (time, device_id, agent_id, kind, severity, text, detail) "
                      "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                     (datetime.fromtimestamp(e.ts, timezone.utc) if e else datetime.now(timezone.utc), device,
-                      agent, "state", e.severity if e else "info", e.text if e else f"status {status}",
-                      json.dumps(e.detail if e else {"state": status, "reason": detail})))
+                     (datetime.fromtimestamp(event.ts, timezone.utc), device, agent, "state", event.severity,
+                      event.text, json.dumps(event.detail)))
+
+    def apply_counters(self, conn: psycopg.Connection, status: wire.Status) -> None:
+        """What the agent reports of its own delivery (newest report wins)."""
+        if not status.counters:
+            return
+        c = status.counters
+        conn.execute("UPDATE agents SET spooled = %s, delivered_messages = %s, dropped_messages = %s, "
+                     "dropped_samples = %s, counters_at = %s WHERE id = %s "
+                     "AND (counters_at IS NULL OR counters_at <= %s)",
+                     (c["spooled"], c["delivered_messages"], c["dropped_messages"], c["dropped_samples"],
+                      datetime.fromtimestamp(status.ts, timezone.utc), self.agent_id(conn, status.origin),
+                      datetime.fromtimestamp(status.ts, timezone.utc)))
 
     def apply_status(self, conn: psycopg.Connection, status: wire.Status) -> bool:
         """Move the agent (and, when it goes offline, its devices) to the reported state.

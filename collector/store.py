@@ -177,12 +177,25 @@ class Store:
         for events in batch.events:
             registry.apply_events(conn, events)
         for status in batch.statuses:
+            registry.apply_counters(conn, status)
             registry.apply_status(conn, status)
+        self._record_sequences(batch)
         for r in batch.rejected:
             conn.execute("INSERT INTO rejected_messages (topic, reason, detail, size, payload) "
                          "VALUES (%s, %s, %s, %s, %s)",
                          (r.topic[:1000], r.reason, r.detail[:2000], len(r.payload), r.payload[:4096]))
         return WriteResult(len(rows), stored)
+
+    def _record_sequences(self, batch: Batch) -> None:
+        """Which (boot, seq) of each agent arrived: the API counts the gaps."""
+        rows: list[tuple[int, int, int]] = []
+        for message in (*batch.telemetry, *batch.events):
+            rows.append((self.registry.agent_id(self.conn, message.origin), message.boot, message.seq))
+        if rows:
+            self.conn.execute(
+                "INSERT INTO agent_sequences (agent_id, boot, seq) "
+                "SELECT * FROM unnest(%s::int4[], %s::int8[], %s::int8[]) ON CONFLICT DO NOTHING",
+                ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
 
     def _ensure_partitions(self, batch: Batch) -> None:
         """Before the batch's transaction, so a new partition is never rolled back with a failed batch."""
