@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Samples per telemetry message: small enough to stay far below the payload limit.
 MAX_SAMPLES_PER_MESSAGE = 1000
+#: Seconds between status messages carrying the delivery counters.
+STATUS_EVERY = 60.0
 
 
 def agent_version() -> str:
@@ -126,8 +128,8 @@ class Agent:
             return
         log.info("connected to %s as %s/%s/%s", self._address, *vars(self.origin).values())
         client.publish(self._topic(wire.BIRTH), wire.encode_birth(self.birth()), qos=wire.QOS, retain=True)
-        client.publish(self._topic(wire.STATUS), wire.encode_status(self.origin, "online", self.boot),
-                       qos=wire.QOS, retain=True)
+        client.publish(self._topic(wire.STATUS), wire.encode_status(
+            self.origin, "online", self.boot, counters=self.counters()), qos=wire.QOS, retain=True)
         self.spool.reconnected()
         self.connected.set()
         self._wake.set()
@@ -176,11 +178,27 @@ class Agent:
             self._dropped_reported = dropped
 
     def _publish_loop(self, stop: threading.Event) -> None:
+        last_status = 0.0
         while not stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
             self.drain()
+            if time.monotonic() - last_status >= STATUS_EVERY and self.client is not None and self.connected.is_set():
+                self.publish_status()
+                last_status = time.monotonic()
         self._reconcile()
+
+    def counters(self) -> dict[str, int]:
+        """What the agent reports of its own delivery (wire.COUNTER_KEYS)."""
+        return {"spooled": self.pending, "delivered_messages": getattr(self.spool, "delivered_messages", 0),
+                "dropped_messages": getattr(self.spool, "dropped_messages", 0),
+                "dropped_samples": getattr(self.spool, "dropped_samples", 0), "seq": self.seq}
+
+    def publish_status(self) -> None:
+        """The retained "online" status, with the delivery counters the collector shows."""
+        if self.client is not None:
+            self.client.publish(self._topic(wire.STATUS), wire.encode_status(
+                self.origin, "online", self.boot, counters=self.counters()), qos=wire.QOS, retain=True)
 
     def collect(self, now: float) -> int:
         """Poll every poller once and spool the result; returns the number of samples."""

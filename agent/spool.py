@@ -34,6 +34,7 @@ class MemorySpool:
         self._lock = threading.Lock()
         self.dropped_messages = 0
         self.dropped_samples = 0
+        self.delivered_messages = 0
 
     def put(self, entry: Entry) -> None:
         with self._lock:
@@ -50,6 +51,8 @@ class MemorySpool:
 
     def done(self, entry: Entry) -> None:
         """The broker acknowledged ``entry``: nothing to keep in memory."""
+        with self._lock:
+            self.delivered_messages += 1
 
     def reconnected(self) -> None:
         """Nothing to do: the backlog is drained as fast as the window allows."""

@@ -100,9 +100,16 @@ class AgentPublic(BaseModel):
     last_seen: datetime | None
     interval_s: float | None
     last_seq: int | None
-    messages: int
+    messages: int = Field(description="Messages received from the agent, redeliveries included")
     samples: int
     host: dict[str, Any]
+    spooled: int | None = Field(description="Messages waiting in the agent's spool at its last report")
+    delivered_messages: int | None = Field(description="Messages the broker acknowledged to the agent")
+    dropped_messages: int | None = Field(description="Messages the agent dropped from a full spool")
+    dropped_samples: int | None
+    counters_at: datetime | None = Field(description="When the agent last reported its counters")
+    gaps: int = Field(description="Sequence numbers never received (kept 30 days); a gap the agent did not "
+                                  "drop was lost on the way")
 
 
 class MetricInfoPublic(BaseModel):

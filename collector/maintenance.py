@@ -79,11 +79,13 @@ def partitions(conn: psycopg.Connection, retention_days: int) -> int:
 
 
 def prune(conn: psycopg.Connection, keep_days: int = 30) -> int:
-    """Forget rejected messages after a while; they are evidence, not data."""
+    """Forget rejected messages and received sequence numbers after a while: evidence, not data."""
     with conn.transaction():
         cur = conn.execute("DELETE FROM rejected_messages WHERE received_at < now() - make_interval(days => %s)",
                            (keep_days,))
-    return cur.rowcount
+        seqs = conn.execute("DELETE FROM agent_sequences WHERE received_at < now() - make_interval(days => %s)",
+                            (keep_days,))
+    return cur.rowcount + seqs.rowcount
 
 
 def liveness(conn: psycopg.Connection, stale_intervals: float = 3.0) -> int:

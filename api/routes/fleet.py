@@ -17,7 +17,11 @@ Conn = Annotated[psycopg.AsyncConnection, Depends(db)]
 
 _AGENTS = """
 SELECT a.id, a.key, c.key AS customer, s.key AS site, a.version, a.state, a.state_since, a.last_seen,
-       a.interval_s, a.last_seq, a.messages, a.samples, a.host
+       a.interval_s, a.last_seq, a.messages, a.samples, a.host,
+       a.spooled, a.delivered_messages, a.dropped_messages, a.dropped_samples, a.counters_at,
+       (SELECT coalesce(sum(span - n), 0) FROM (
+           SELECT max(q.seq) - min(q.seq) + 1 AS span, count(*) AS n
+           FROM agent_sequences q WHERE q.agent_id = a.id GROUP BY q.boot) per_boot) AS gaps
 FROM agents a JOIN sites s ON s.id = a.site_id JOIN customers c ON c.id = s.customer_id
 """
 
