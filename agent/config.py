@@ -212,6 +212,8 @@ class SpoolSection:
     max_age_hours: float = 168.0
     #: Messages per second the backlog drains at after an outage (fresh data goes first).
     backlog_rate: float = 200.0
+    #: Also append every message to this JSON-lines file (acceptance tests, forensics); empty: off.
+    audit_path: str = ""
 
     def validate(self) -> None:
         if self.max_mb <= 0 or self.max_age_hours <= 0 or self.backlog_rate <= 0:
