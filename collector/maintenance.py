@@ -89,12 +89,16 @@ def prune(conn: psycopg.Connection, keep_days: int = 30) -> int:
 
 
 def liveness(conn: psycopg.Connection, stale_intervals: float = 3.0) -> int:
-    """Mark offline the devices (and agents) that stopped reporting; logs each change once."""
+    """Mark offline the devices (and agents) that stopped reporting; logs each change once.
+
+    A device is stale after ``stale_intervals`` of its own interval (``attrs.interval_s``, which
+    SNMP targets announce: they are polled far less often than the agent reports), else its
+    agent's."""
     with conn.transaction():
         devices = conn.execute(
             "WITH changed AS (UPDATE devices d SET status = 'offline', status_since = now() FROM agents a "
             "  WHERE a.id = d.agent_id AND d.status IN ('online', 'partial') "
-            "  AND d.last_seen < now() - make_interval(secs => %(k)s * coalesce(a.interval_s, 60)) "
+            "  AND d.last_seen < now() - make_interval(secs => %(k)s * coalesce((d.attrs->>'interval_s')::float8, a.interval_s, 60)) "
             "  RETURNING d.id, d.name, d.last_seen) "
             "INSERT INTO device_events (device_id, kind, detail) "
             "SELECT id, 'offline', jsonb_build_object('reason', 'no data', 'last_seen', last_seen) FROM changed "
