@@ -22,8 +22,10 @@ class AgentSection:
     customer: str = ""
     site: str = ""
     interval: float = 10.0
-    #: Where the agent keeps its state (spool, sequence numbers); created if missing.
+    #: Where the agent keeps its state (spool, diagnostics nonces); created if missing.
     data_dir: str = ""
+    #: The per-agent secret that signs remote diagnostics (from `fleetcare enrol`); empty: off.
+    diagnostics_secret: str = ""
 
     def validate(self) -> None:
         for name in ("id", "customer", "site"):

@@ -37,6 +37,8 @@ def run(config_path: str | Path | None) -> int:
     if not pollers:
         log.error("configuration error: nothing to watch (host.enabled = false and no simulated devices)")
         return 2
+    from agent.diagnostics import LOG_RING
+    logging.getLogger().addHandler(LOG_RING)  # the log_tail diagnostic reads it
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -11,6 +11,7 @@ import math
 import queue
 import threading
 import time
+from typing import Any
 from importlib.metadata import PackageNotFoundError, version
 
 import paho.mqtt.client as paho
@@ -18,6 +19,7 @@ import paho.mqtt.client as paho
 from agent import mqtt, wire
 from agent.config import AgentConfig
 from agent.pollers import Poller
+from agent.diagnostics import Diagnostics
 from agent.spool import DiskSpool, Entry, MemorySpool
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,10 @@ class Agent:
         self.protocol = protocol
         self.client: paho.Client | None = None
         self._dropped_reported = 0
+        self.diagnostics: Diagnostics | None = None
+        if config.agent.diagnostics_secret:
+            snmp = next((p for p in pollers if getattr(p, "name", "") == "snmp"), None)
+            self.diagnostics = Diagnostics(config, self.respond, self.status_report, snmp)
         audit = config.spool.audit_path
         self._audit_file = open(audit, "ab") if audit else None  # noqa: SIM115 - lives with the agent
 
@@ -90,6 +96,7 @@ class Agent:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.message_callback_add(self._topic(wire.CMD), self._on_command)
         return client
 
     def _connect(self, stop: threading.Event) -> None:
@@ -133,6 +140,7 @@ class Agent:
         client.publish(self._topic(wire.STATUS), wire.encode_status(
             self.origin, "online", self.boot, counters=self.counters()), qos=wire.QOS, retain=True)
         self.spool.reconnected()
+        client.subscribe(self._topic(wire.CMD), qos=wire.QOS)
         self.connected.set()
         self._wake.set()
 
@@ -140,6 +148,10 @@ class Agent:
         if self.connected.is_set():
             log.warning("lost broker %s (%s); collecting on, will resend", self._address, reason_code)
         self.connected.clear()
+
+    def _on_command(self, client, userdata, message) -> None:  # noqa: ANN001
+        if self.diagnostics is not None:
+            self.diagnostics.receive(message.payload)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
         self._acks.put(mid)
@@ -246,6 +258,23 @@ class Agent:
             self._audit_file.write(b'{"kind":"' + kind.encode() + b'","payload":' + payload + b"}\n")
             self._audit_file.flush()
 
+    def respond(self, request_id: str, ok: bool, error: str | None, output: Any) -> None:
+        """A diagnostic's result, sent back through the spool (thread-safe)."""
+        payload = wire.encode_result(self.origin, request_id, ok, error, output)
+        if len(payload) > wire.MAX_PAYLOAD_BYTES // 2:
+            payload = wire.encode_result(self.origin, request_id, False, "result too large to send", None)
+        with self._seq_lock:
+            self.spool.put(Entry(0, payload, 0, wire.RESULT))
+        self._wake.set()
+
+    def status_report(self) -> dict[str, Any]:
+        """What the "status" diagnostic returns."""
+        snmp = next((p for p in self.pollers if getattr(p, "name", "") == "snmp"), None)
+        return {"version": agent_version(), "boot": self.boot, "uptime_s": round(time.time() - self.boot / 1000, 1),
+                "connected": self.connected.is_set(), "broker": str(self._address), "counters": self.counters(),
+                "pollers": [p.name for p in self.pollers],
+                "snmp": snmp.status() if snmp is not None else None}
+
     def devices_changed(self) -> None:
         """A poller learned something about its devices: announce a fresh birth message."""
         self._birth_due.set()
@@ -261,6 +290,8 @@ class Agent:
         interval = self.config.agent.interval
         connector = threading.Thread(target=self._connect, args=(stop,), name="connector", daemon=True)
         connector.start()
+        if self.diagnostics is not None:
+            self.diagnostics.start()
         for poller in self.pollers:
             start = getattr(poller, "start", None)
             if start is not None:  # push pollers (SNMP) run on their own schedule
@@ -282,6 +313,8 @@ class Agent:
                 stop_poller = getattr(poller, "stop", None)
                 if stop_poller is not None:
                     stop_poller()
+            if self.diagnostics is not None:
+                self.diagnostics.stop()
             self._flush(deadline=time.monotonic() + 5.0)
             publishing.set()
             self._wake.set()

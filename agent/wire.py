@@ -7,6 +7,8 @@ docs/wire-format.md describes the same contract for people; tests/test_docs.py k
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -21,7 +23,9 @@ QOS = 1
 
 #: Message kinds and their topic suffix. birth and status are retained.
 TELEMETRY, BIRTH, STATUS, EVENTS = "telemetry", "birth", "status", "events"
-KINDS = (TELEMETRY, BIRTH, STATUS, EVENTS)
+#: Remote diagnostics: the server sends a signed command; the agent answers with a result.
+CMD, RESULT = "cmd", "result"
+KINDS = (TELEMETRY, BIRTH, STATUS, EVENTS, CMD, RESULT)
 RETAINED = frozenset({BIRTH, STATUS})
 
 #: A collector refuses larger payloads before parsing them (bytes); configurable on both sides.
@@ -413,3 +417,145 @@ def metric_labels(key: str) -> dict[str, str]:
     if brace < 0:
         return {}
     return dict(pair.split("=", 1) for pair in key[brace + 1:-1].split(","))
+
+
+# ---------------------------------------------------------------- remote diagnostics
+
+#: The only things an engineer can ask an agent to do, and the arguments each takes
+#: (name → (type, required)). Never a shell; docs/diagnostics.md describes each.
+DIAGNOSTIC_ACTIONS: dict[str, dict[str, tuple[type, bool]]] = {
+    "status": {},
+    "ping": {"host": (str, True), "port": (int, False), "count": (int, False)},
+    "snmp_get": {"target": (str, True), "oids": (list, True)},
+    "snmp_walk": {"target": (str, True), "oid": (str, True), "max_rows": (int, False)},
+    "poll_now": {"target": (str, True)},
+    "log_tail": {"lines": (int, False)},
+}
+MAX_COMMAND_TTL = 600.0
+_HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$")
+_OID_RE = re.compile(r"^\d+(\.\d+)+$")
+
+
+def check_diagnostic(action: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Validate an action and its arguments (both ends call this); raises ValueError in words."""
+    spec = DIAGNOSTIC_ACTIONS.get(action)
+    if spec is None:
+        raise ValueError(f"unknown action {action!r}; allowed: {', '.join(DIAGNOSTIC_ACTIONS)}")
+    if not isinstance(args, dict):
+        raise ValueError("args must be an object")
+    unknown = sorted(set(args) - set(spec))
+    if unknown:
+        raise ValueError(f"{action}: unknown argument {unknown[0]!r} (allowed: {', '.join(spec) or 'none'})")
+    for name, (kind, required) in spec.items():
+        if name not in args:
+            if required:
+                raise ValueError(f"{action}: argument {name!r} is required")
+            continue
+        value = args[name]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"{action}: argument {name!r} must be {kind.__name__}")
+    if "host" in args and not _HOST_RE.match(args["host"]):
+        raise ValueError(f"{action}: host {args['host']!r} is not a host name or address")
+    if "port" in args and not 1 <= args["port"] <= 65535:
+        raise ValueError(f"{action}: port must be 1–65535")
+    if "count" in args and not 1 <= args["count"] <= 5:
+        raise ValueError(f"{action}: count must be 1–5")
+    if "max_rows" in args and not 1 <= args["max_rows"] <= 1000:
+        raise ValueError(f"{action}: max_rows must be 1–1000")
+    if "lines" in args and not 1 <= args["lines"] <= 500:
+        raise ValueError(f"{action}: lines must be 1–500")
+    if "oid" in args and not _OID_RE.match(args["oid"]):
+        raise ValueError(f"{action}: oid {args['oid']!r} is not a numeric OID")
+    if "oids" in args:
+        oids = args["oids"]
+        if not 1 <= len(oids) <= 20 or not all(isinstance(o, str) and _OID_RE.match(o) for o in oids):
+            raise ValueError(f"{action}: oids must be 1–20 numeric OIDs")
+    return args
+
+
+@dataclass(frozen=True)
+class Command:
+    origin: Origin
+    request_id: str
+    action: str
+    args: dict[str, Any]
+    expires: float
+    nonce: str
+    sig: str
+
+
+def _command_body(origin: Origin, request_id: str, action: str, args: dict[str, Any], expires: float,
+                  nonce: str) -> dict[str, Any]:
+    body = _head(origin)
+    body.update(request_id=request_id, action=action, args=args, expires=round(expires, 3), nonce=nonce)
+    return body
+
+
+def command_signature(secret: str, body: dict[str, Any]) -> str:
+    """HMAC-SHA256 over the canonical JSON of the command without its signature."""
+    canonical = json.dumps({k: v for k, v in body.items() if k != "sig"}, sort_keys=True,
+                           separators=(",", ":"), allow_nan=False).encode()
+    return hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest()
+
+
+def encode_command(origin: Origin, secret: str, request_id: str, action: str, args: dict[str, Any],
+                   expires: float, nonce: str) -> bytes:
+    body = _command_body(origin, request_id, action, args, expires, nonce)
+    body["sig"] = command_signature(secret, body)
+    return _dump(body)
+
+
+_COMMAND_KEYS = frozenset({"v", "customer", "site", "agent", "request_id", "action", "args", "expires",
+                           "nonce", "sig"})
+
+
+def parse_command(origin: Origin, payload: bytes) -> Command:
+    """Shape only; the agent checks signature, expiry and nonce (agent/diagnostics.py)."""
+    body = _load(payload, 64_000)
+    _check_keys(body, _COMMAND_KEYS, "command")
+    _check_origin(body, origin)
+    for key in ("request_id", "action", "nonce", "sig"):
+        if not isinstance(body[key], str) or not body[key] or len(body[key]) > 200:
+            raise WireError("bad_schema", f"command.{key} must be a non-empty string")
+    if not isinstance(body["args"], dict):
+        raise WireError("bad_schema", "command.args must be an object")
+    return Command(origin, body["request_id"], body["action"], body["args"],
+                   _number(body["expires"], "expires"), body["nonce"], body["sig"])
+
+
+def verify_command(command: Command, payload: bytes, secret: str) -> bool:
+    body = json.loads(payload)
+    return hmac.compare_digest(command_signature(secret, body), str(body.get("sig", "")))
+
+
+@dataclass(frozen=True)
+class Result:
+    origin: Origin
+    request_id: str
+    ok: bool
+    error: str | None
+    output: Any
+    ts: float
+
+
+def encode_result(origin: Origin, request_id: str, ok: bool, error: str | None, output: Any,
+                  ts: float | None = None) -> bytes:
+    body = _head(origin)
+    body.update(request_id=request_id, ok=ok, error=error, output=output,
+                ts=round(time.time() if ts is None else ts, 3))
+    return json.dumps(body, separators=(",", ":"), allow_nan=False, default=str).encode()
+
+
+_RESULT_KEYS = frozenset({"v", "customer", "site", "agent", "request_id", "ok", "error", "output", "ts"})
+
+
+def parse_result(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Result:
+    body = _load(payload, max_bytes)
+    _check_keys(body, _RESULT_KEYS, "result")
+    _check_origin(body, origin)
+    if not isinstance(body["request_id"], str) or not isinstance(body["ok"], bool):
+        raise WireError("bad_schema", "result.request_id must be a string and result.ok a boolean")
+    if body["error"] is not None and not isinstance(body["error"], str):
+        raise WireError("bad_schema", "result.error must be a string or null")
+    return Result(origin, body["request_id"], body["ok"], body["error"], body["output"],
+                  _number(body["ts"], "ts"))
