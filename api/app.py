@@ -14,11 +14,15 @@ from psycopg_pool import AsyncConnectionPool
 from agent.runner import agent_version
 from api import errors
 from api.models import Health
-from api.routes import devices, fleet
+from agent import wire
+from api.commands import Commander
+from api.routes import devices, diagnostics, fleet
+from collector.config import MqttSection
 
 
-def create_app(database_url: str, *, pool_max: int = 10) -> FastAPI:
-    """The app does not need the database to start: routes answer 503 until it is reachable."""
+def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | None = None) -> FastAPI:
+    """The app does not need the database to start: routes answer 503 until it is reachable.
+    ``mqtt`` names the broker that carries diagnostics commands (none: those routes answer 503)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -26,9 +30,14 @@ def create_app(database_url: str, *, pool_max: int = 10) -> FastAPI:
                                    kwargs={"autocommit": True})
         await pool.open(wait=False)
         app.state.pool = pool
+        app.state.commander = (Commander(mqtt.url, mqtt.username, mqtt.password, mqtt.ca_file)
+                               if mqtt is not None and mqtt.url else None)
+        app.state.topic_prefix = mqtt.topic_prefix if mqtt is not None else wire.DEFAULT_PREFIX
         try:
             yield
         finally:
+            if app.state.commander is not None:
+                app.state.commander.close()
             await pool.close()
 
     app = FastAPI(title="fleetcare", version=agent_version(), lifespan=lifespan,
@@ -37,6 +46,7 @@ def create_app(database_url: str, *, pool_max: int = 10) -> FastAPI:
     errors.install(app)
     app.include_router(devices.router)
     app.include_router(fleet.router)
+    app.include_router(diagnostics.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"],
              responses={503: {"model": Health, "description": "The database is unreachable"}})

@@ -31,6 +31,18 @@ def install(app: FastAPI) -> None:
     async def _bad_request(request: Request, exc: BadRequest) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=400)
 
+    from api.commands import BrokerUnavailable
+    from api.routes.diagnostics import NotEnrolled
+
+    @app.exception_handler(NotEnrolled)
+    async def _not_enrolled(request: Request, exc: NotEnrolled) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker_down(request: Request, exc: BrokerUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"cannot send the command: {exc}"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(psycopg.OperationalError)
     async def _db_down(request: Request, exc: Exception) -> JSONResponse:

@@ -127,6 +127,27 @@ class RejectedSummary(BaseModel):
     last_detail: str
 
 
+class DiagnosticCreate(BaseModel):
+    action: str = Field(description="status, ping, snmp_get, snmp_walk, poll_now or log_tail")
+    args: dict[str, Any] = Field(default_factory=dict, description="The action's arguments (docs/diagnostics.md)")
+    requested_by: str = Field(default="api", min_length=1, max_length=200,
+                              description="Who asks (kept with the request)")
+    ttl_s: int = Field(default=120, ge=10, le=600, description="Seconds the agent may still act on it")
+
+
+class DiagnosticPublic(BaseModel):
+    request_id: str
+    action: str
+    args: dict[str, Any]
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    status: Literal["sent", "done", "failed", "refused", "expired"]
+    error: str | None
+    result: Any
+    finished_at: datetime | None
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]

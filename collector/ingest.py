@@ -95,7 +95,7 @@ class Collector:
         """Telemetry and events through shared subscriptions (collectors split them); birth and status plain,
         because retained messages are not delivered to shared subscriptions and every collector
         should know every agent."""
-        shared = [wire.subscription(self.prefix, wire.TELEMETRY), wire.subscription(self.prefix, wire.EVENTS)]
+        shared = [wire.subscription(self.prefix, k) for k in (wire.TELEMETRY, wire.EVENTS, wire.RESULT)]
         if self.protocol == mqtt.MQTTv5:
             shared = [f"$share/{self.config.mqtt.share_group}/{t}" for t in shared]
         return shared + [wire.subscription(self.prefix, wire.BIRTH), wire.subscription(self.prefix, wire.STATUS)]
@@ -127,6 +127,9 @@ class Collector:
                 batch.telemetry.append(wire.parse_telemetry(
                     origin, item.payload, max_bytes=self.config.collector.max_payload_bytes,
                     oldest=oldest, now=now))
+            elif kind == wire.RESULT:
+                batch.results.append(wire.parse_result(origin, item.payload,
+                                                       max_bytes=self.config.collector.max_payload_bytes))
             elif kind == wire.EVENTS:
                 batch.events.append(wire.parse_events(origin, item.payload,
                                                       max_bytes=self.config.collector.max_payload_bytes, now=now))
@@ -134,9 +137,12 @@ class Collector:
                 if item.payload:  # an empty retained message clears the topic: nothing to do
                     batch.births.append(wire.parse_birth(origin, item.payload,
                                                          max_bytes=self.config.collector.max_payload_bytes))
-            elif item.payload:
-                batch.statuses.append(wire.parse_status(origin, item.payload,
-                                                        max_bytes=self.config.collector.max_payload_bytes))
+            elif kind == wire.STATUS:
+                if item.payload:
+                    batch.statuses.append(wire.parse_status(origin, item.payload,
+                                                            max_bytes=self.config.collector.max_payload_bytes))
+            else:  # a command: addressed to an agent, never stored
+                raise wire.WireError("bad_topic", f"{kind} messages are not for the collector")
         except wire.WireError as exc:  # counted and logged once stored (see _write)
             batch.rejected.append(Rejected(item.topic, exc.reason, exc.detail, item.payload))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,6 +28,18 @@ def _upsert_id(conn: psycopg.Connection, sql: str, params: tuple[Any, ...]) -> i
     row = conn.execute(sql, params).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def enrol(conn: psycopg.Connection, origin: wire.Origin, rotate: bool = False) -> str:
+    """Register an agent ahead of its first message and give it a diagnostics secret (kept unless
+    ``rotate``); returns the secret the agent's configuration must carry."""
+    agent = Registry().agent_id(conn, origin)
+    row = conn.execute("SELECT diag_secret FROM agents WHERE id = %s", (agent,)).fetchone()
+    if row and row[0] and not rotate:
+        return str(row[0])
+    secret = secrets.token_hex(32)
+    conn.execute("UPDATE agents SET diag_secret = %s WHERE id = %s", (secret, agent))
+    return secret
 
 
 class Registry:
@@ -142,6 +155,19 @@ class Registry:
                      "VALUES (%s, %s, %s, %s, %s, %s, %s)",
                      (datetime.fromtimestamp(event.ts, timezone.utc), device, agent, "state", event.severity,
                       event.text, json.dumps(event.detail)))
+
+    def apply_result(self, conn: psycopg.Connection, result: wire.Result) -> None:
+        """A diagnostic's answer, stored with its request (only from the agent it was sent to)."""
+        agent = self.agent_id(conn, result.origin)
+        status = "done" if result.ok else ("refused" if (result.error or "").startswith("refused") else "failed")
+        updated = conn.execute(
+            "UPDATE diagnostics SET status = %s, error = %s, result = %s, finished_at = %s "
+            "WHERE request_id = %s AND agent_id = %s AND status = 'sent' RETURNING id",
+            (status, result.error, json.dumps(result.output, default=str),
+             datetime.fromtimestamp(result.ts, timezone.utc), result.request_id, agent)).fetchone()
+        if updated is None:
+            log.warning("diagnostic result %s from %s/%s/%s matches no open request", result.request_id,
+                        result.origin.customer, result.origin.site, result.origin.agent)
 
     def apply_counters(self, conn: psycopg.Connection, status: wire.Status) -> None:
         """What the agent reports of its own delivery (newest report wins)."""

@@ -64,6 +64,7 @@ class Batch:
     births: list[wire.Birth] = field(default_factory=list)
     statuses: list[wire.Status] = field(default_factory=list)
     events: list[wire.Events] = field(default_factory=list)
+    results: list[wire.Result] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
     @property
@@ -72,7 +73,7 @@ class Batch:
 
     def __len__(self) -> int:
         return (len(self.telemetry) + len(self.births) + len(self.statuses) + len(self.events)
-                + len(self.rejected))
+                + len(self.results) + len(self.rejected))
 
 
 @dataclass
@@ -176,6 +177,8 @@ class Store:
                          (messages, samples, seq, agent))
         for events in batch.events:
             registry.apply_events(conn, events)
+        for result in batch.results:
+            registry.apply_result(conn, result)
         for status in batch.statuses:
             registry.apply_counters(conn, status)
             registry.apply_status(conn, status)

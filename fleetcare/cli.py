@@ -76,6 +76,27 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enrol(args: argparse.Namespace) -> int:
+    cfg = _server_config(args)
+    if not cfg.database.url:
+        _config_error("database.url is not set: set FLEETCARE_DATABASE_URL or [database] url")
+    import psycopg
+
+    from agent import wire
+    from collector.migrate import migrate
+    from collector.registry import enrol
+    for label, value in (("customer", args.customer), ("site", args.site), ("agent", args.agent)):
+        if not wire.ID_RE.match(value):
+            _config_error(f"--{label} {value!r} is not a valid id")
+    migrate(cfg.database.url, cfg.database)
+    with psycopg.connect(cfg.database.url) as conn:
+        secret = enrol(conn, wire.Origin(args.customer, args.site, args.agent), rotate=args.rotate)
+    print(f"# agent {args.customer}/{args.site}/{args.agent} is enrolled; put this in its configuration:\n"
+          f"[agent]\nid = \"{args.agent}\"\ncustomer = \"{args.customer}\"\nsite = \"{args.site}\"\n"
+          f"diagnostics_secret = \"{secret}\"")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fleetcare.demo import run
     return run(port=args.port, data_dir=args.data_dir)
@@ -110,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = actions.add_parser("discover", help="find SNMP devices in an address range; print config blocks")
     from agent.snmp.discover import add_arguments
     add_arguments(d)
+
+    p = sub.add_parser("enrol", help="register an agent and print its diagnostics secret")
+    p.add_argument("--config", type=Path, help="server TOML file")
+    p.add_argument("--customer", required=True)
+    p.add_argument("--site", required=True)
+    p.add_argument("--agent", required=True)
+    p.add_argument("--rotate", action="store_true", help="replace an existing secret")
+    p.set_defaults(func=cmd_enrol)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     p.add_argument("--config", type=Path, help="server TOML file")

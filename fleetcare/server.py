@@ -93,7 +93,7 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
         if api:
             import uvicorn
             from api.app import create_app
-            app = create_app(cfg.database.url, pool_max=cfg.database.pool_max)
+            app = create_app(cfg.database.url, pool_max=cfg.database.pool_max, mqtt=cfg.mqtt)
             server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port,
                                                    log_level="warning", access_log=False))
             log.info("API listening on http://%s:%d", cfg.api.host, cfg.api.port)
