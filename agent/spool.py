@@ -149,7 +149,8 @@ class DiskSpool:
             self._bytes -= int(row[2])
 
     def _oldest_created(self) -> float:
-        row = self._db.execute("SELECT min(created) FROM messages").fetchone()
+        # ids grow with time, so the oldest message is the first by primary key (no scan)
+        row = self._db.execute("SELECT created FROM messages ORDER BY id LIMIT 1").fetchone()
         return float(row[0]) if row and row[0] is not None else float("inf")
 
     def take(self) -> Entry | None:
