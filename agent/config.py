@@ -7,6 +7,7 @@ operators and scripts rely on them. deploy/agent.toml is the sample; a test keep
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,25 @@ class TrapUser:
     priv_protocol: str = ""
     priv_key: str = ""
     engine_id: str = ""
+
+    def validate(self) -> None:
+        if not self.user:
+            raise ValueError("trap_users: user is required")
+        self.auth_protocol, self.priv_protocol = self.auth_protocol.upper(), self.priv_protocol.upper()
+        if self.auth_protocol not in AUTH_PROTOCOLS:
+            raise ValueError(f"trap_users {self.user}: auth_protocol {self.auth_protocol!r} must be one of "
+                             f"{', '.join(a for a in AUTH_PROTOCOLS if a)}")
+        if self.priv_protocol not in PRIV_PROTOCOLS:
+            raise ValueError(f"trap_users {self.user}: priv_protocol {self.priv_protocol!r} must be one of "
+                             f"{', '.join(p for p in PRIV_PROTOCOLS if p)}")
+        if self.auth_protocol and len(self.auth_key) < 8:
+            raise ValueError(f"trap_users {self.user}: auth_key must be at least 8 characters (RFC 3414)")
+        if self.priv_protocol and (not self.auth_protocol or len(self.priv_key) < 8):
+            raise ValueError(f"trap_users {self.user}: privacy needs authentication and a priv_key of at "
+                             "least 8 characters")
+        if self.engine_id and not re.fullmatch(r"(0x)?[0-9A-Fa-f]{10,64}", self.engine_id):
+            raise ValueError(f"trap_users {self.user}: engine_id must be hex (10–64 digits)")
+        self.engine_id = self.engine_id.removeprefix("0x")
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A profile file holds one profile (top-level keys) or several (``[[profiles]]``). Profiles shipped in
 agent/data/snmp are read first; a directory named by ``snmp.profiles_dir`` adds to them or replaces
-one of the same name. docs/snmp-profiles.md explains how to write one.
+one of the same name. docs/snmp.md explains how to write one.
 
 Two sorts of profile, combined by ``auto``:
 - standard MIB profiles (``detect = OID``): polled on every device that answers under that OID;
