@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from agent import wire
 from agent.config import SnmpSection, SnmpTarget
 from agent.snmp.profiles import Library, Profile, Reading, Table
-from agent.snmp.session import Credentials, Session, SnmpError, Value, new_engine
+from agent.snmp.session import Credentials, Session, SnmpError, Value, close, new_engine
 
 log = logging.getLogger(__name__)
 
@@ -264,10 +264,7 @@ class SnmpPoller:
                 await asyncio.gather(*running, return_exceptions=True)
             if listener is not None:
                 listener.close()
-            try:
-                self.engine.close_dispatcher()
-            except Exception:
-                pass
+            await close(self.engine)  # and the engines of v3 users that needed their own
 
     async def _resolve_senders(self) -> None:
         """Map each target's addresses to its name, so a trap finds its device."""
@@ -506,8 +503,8 @@ class SnmpPoller:
             return
         previous = d.state
         d.state, d.detail = state, detail
-        if state == previous and state == "partial":
-            return  # same state, new wording: not worth an event
+        if state == previous:
+            return  # same state, new wording: not worth an event (status() has the wording)
         severity = {"reachable": "info", "partial": "warning"}.get(state, "critical")
         words = {"reachable": "answers SNMP", "partial": f"answers SNMP only in part: {detail}",
                  "no_response": detail, "auth_failure": f"SNMPv3 authentication failed: {detail}",

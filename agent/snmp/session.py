@@ -117,9 +117,10 @@ def _convert(val: Any) -> Value | None:
     if kind == "OctetString":
         raw = bytes(val)
         try:
-            text = raw.decode("utf-8")
-            if text.isprintable() or not text:
-                return Value(kind, text.rstrip("\x00"))
+            # NUL padding ("eth0\0\0…") and line breaks (multi-line sysDescr) are still text
+            text = raw.decode("utf-8").rstrip("\x00")
+            if text.replace("\r", "").replace("\n", "").replace("\t", "").isprintable():
+                return Value(kind, text)
         except UnicodeDecodeError:
             pass
         return Value(kind, raw.hex(":"))
@@ -148,7 +149,7 @@ class Session:
 
     def __init__(self, engine: SnmpEngine, host: str, port: int, creds: Credentials,
                  timeout: float = 2.0, retries: int = 1, max_repetitions: int = 25) -> None:
-        self.engine = engine
+        self.engine = _engine_for(engine, creds)
         self.host, self.port = host, port
         self.creds = creds
         self.timeout, self.retries = timeout, retries
@@ -289,14 +290,40 @@ class Session:
         return result
 
 
+_V3_ENGINES = "fleetcare_v3_engines"
+
+
+def _engine_for(engine: SnmpEngine, creds: Credentials) -> SnmpEngine:
+    """The engine a session sends through: the shared one, except for a v3 user name already used
+    there with other keys or protocols. pysnmp keeps one USM entry per user name in an engine and
+    replaces its keys when another target brings different ones, so two devices with the same
+    user name and different keys would each be sent the other's (one fails with a wrong digest,
+    or a wrong key passes): each further set of credentials for a user name gets its own engine."""
+    if creds.version != "3":
+        return engine
+    registry = engine.get_user_context(_V3_ENGINES)
+    if registry is None:
+        registry = {}
+        engine.set_user_context(**{_V3_ENGINES: registry})
+    users = registry.setdefault(creds.user, {})
+    key = (creds.auth_protocol, creds.auth_key, creds.priv_protocol, creds.priv_key)
+    if key not in users:
+        users[key] = SnmpEngine() if users else engine
+    return users[key]
+
+
 def new_engine() -> SnmpEngine:
     return SnmpEngine()
 
 
 async def close(engine: SnmpEngine) -> None:
-    """Release the engine's sockets (pysnmp 7: close_dispatcher)."""
-    try:
-        engine.close_dispatcher()
-    except Exception:
-        pass
+    """Release the engine's sockets (pysnmp 7: close_dispatcher), and those of the engines its v3
+    sessions needed of their own."""
+    registry = engine.get_user_context(_V3_ENGINES) or {}
+    extra = [e for users in registry.values() for e in users.values() if e is not engine]
+    for each in [*extra, engine]:
+        try:
+            each.close_dispatcher()
+        except Exception:
+            pass
     await asyncio.sleep(0)
