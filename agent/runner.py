@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES_PER_MESSAGE = 1000
 #: Seconds between status messages carrying the delivery counters.
 STATUS_EVERY = 60.0
+#: PUBACK reason code 0x10: the broker took the message but no subscription matched, so no
+#: collector will ever see it (none subscribed yet, or a restarted Mosquitto 2.0, which does not
+#: persist shared subscriptions, before the collector has subscribed again). Such a message —
+#: or one the broker refused — stays in the spool and is offered again after a pause that doubles
+#: from RETRY_MIN_S to RETRY_MAX_S.
+NO_MATCHING_SUBSCRIBERS = 0x10
+RETRY_MIN_S, RETRY_MAX_S = 0.5, 5.0
 
 
 def agent_version() -> str:
@@ -69,7 +76,9 @@ class Agent:
         self.spool = spool if spool is not None else MemorySpool()  # an empty spool is falsy
         self.connected = threading.Event()
         self._inflight: dict[int, Entry] = {}
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()  # (mid, taken by the broker)
+        self._hold_until = 0.0  # no publishing before this (monotonic): the broker refused a message
+        self._retry_delay = 0.0
         self._wake = threading.Event()
         self._seq_lock = threading.Lock()  # pollers on other threads emit too
         self._birth_due = threading.Event()
@@ -154,7 +163,7 @@ class Agent:
             self.diagnostics.receive(message.payload)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
-        self._acks.put(mid)
+        self._acks.put((mid, not (reason_code.is_failure or reason_code.value == NO_MATCHING_SUBSCRIBERS)))
         self._wake.set()
 
     # ------------------------------------------------------------ publishing (publisher thread)
@@ -162,12 +171,24 @@ class Agent:
     def _reconcile(self) -> None:
         while True:
             try:
-                mid = self._acks.get_nowait()
+                mid, taken = self._acks.get_nowait()
             except queue.Empty:
                 return
             entry = self._inflight.pop(mid, None)
-            if entry is not None:
+            if entry is None:
+                continue
+            if taken:
                 self.spool.done(entry)
+                self._retry_delay = 0.0
+                continue
+            self.spool.release(entry)  # delivered to nobody: keep it, offer it again later
+            if time.monotonic() >= self._hold_until:
+                delay = min(max(self._retry_delay * 2, RETRY_MIN_S), RETRY_MAX_S)
+                self._hold_until = time.monotonic() + delay
+                if delay != self._retry_delay:  # warned at each step, then quiet at the longest pause
+                    self._retry_delay = delay
+                    log.warning("broker %s delivered a %s message to no subscriber (is no collector subscribed?); "
+                                "keeping it, retrying in %.1f s", self._address, entry.kind, delay)
 
     def drain(self) -> None:
         """Hand waiting messages to paho while connected and the in-flight window has room."""
@@ -177,6 +198,8 @@ class Agent:
             self.client.publish(self._topic(wire.BIRTH), wire.encode_birth(self.birth()), qos=wire.QOS,
                                 retain=True)
         self._report_drops()
+        if time.monotonic() < self._hold_until:
+            return
         while self.client is not None and self.connected.is_set() and len(self._inflight) < self._window:
             entry = self.spool.take()
             if entry is None:

@@ -2,7 +2,7 @@
 
 ``DiskSpool`` (SQLite, the agent's default) survives restarts; ``MemorySpool`` bounds memory and
 is for tests and throw-away agents. Both count what they drop, behind the same calls (``put``,
-``take``, ``done``, ``reconnected``).
+``take``, ``done``, ``release``, ``reconnected``).
 """
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ class MemorySpool:
         """The broker acknowledged ``entry``: nothing to keep in memory."""
         with self._lock:
             self.delivered_messages += 1
+
+    def release(self, entry: Entry) -> None:
+        """The broker did not take ``entry`` after all: it waits again, first in line."""
+        with self._lock:
+            self._queue.appendleft(entry)
 
     def reconnected(self) -> None:
         """Nothing to do: the backlog is drained as fast as the window allows."""
@@ -189,6 +194,12 @@ class DiskSpool:
             if row is not None:
                 self._count -= 1
                 self._bytes -= int(row[0])
+
+    def release(self, entry: Entry) -> None:
+        """The broker did not take ``entry`` after all: hand it out again (it keeps its place)."""
+        with self._lock:
+            if entry.id is not None:
+                self._taken.discard(entry.id)
 
     def reconnected(self) -> None:
         """The broker is back: everything waiting now is backlog, drained at the bounded rate while

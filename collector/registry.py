@@ -149,12 +149,19 @@ class Registry:
             "WHERE id = %(id)s AND (status <> %(s)s OR status_detail <> coalesce(%(d)s, status_detail)) "
             "RETURNING id",
             {"s": status, "d": detail, "id": device}).fetchone()
-        if changed is None or event is None:
+        if event is None:
+            return
+        # The timeline keeps each state change once. The status column alone cannot tell: a
+        # birth (sent when the poller's view changes) may have set it before this event arrived,
+        # so compare with the last state event recorded instead.
+        last = conn.execute("SELECT detail->>'state', time FROM device_events WHERE device_id = %s "
+                            "AND kind = 'state' ORDER BY time DESC, id DESC LIMIT 1", (device,)).fetchone()
+        at = datetime.fromtimestamp(event.ts, timezone.utc)
+        if last is not None and (last[0] == event.detail.get("state") or last[1] >= at) and changed is None:
             return
         conn.execute("INSERT INTO device_events (time, device_id, agent_id, kind, severity, text, detail) "
                      "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                     (datetime.fromtimestamp(event.ts, timezone.utc), device, agent, "state", event.severity,
-                      event.text, json.dumps(event.detail)))
+                     (at, device, agent, "state", event.severity, event.text, json.dumps(event.detail)))
 
     def apply_result(self, conn: psycopg.Connection, result: wire.Result) -> None:
         """A diagnostic's answer, stored with its request (only from the agent it was sent to)."""

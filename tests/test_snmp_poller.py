@@ -770,9 +770,6 @@ def accepted_kinds(readme_kind: str) -> set[str]:
 # Known gaps: recording -> (why, which test fails). Strict: a fix makes the test pass, and then
 # the entry must go.
 GAPS = {
-    "abb_powerscale_ups": ("the identification profile names the kind before detected MIBs do "
-                           "(docs/snmp.md): net-snmp's sysObjectID makes this UPS card a 'server' "
-                           "although it serves UPS-MIB", {"kind"}),
     "powerwalker_nmc_ups": ("no profile for PowerWalker (enterprise 935): the recording serves only its "
                             "vendor MIB, so the device stays 'snmp' with no readings", {"kind", "readings"}),
     "abb_cms700_power_meter": ("no profile for ABB CMS-700: its sysObjectID is net-snmp's generic Linux "

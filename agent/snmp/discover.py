@@ -60,7 +60,7 @@ async def probe(hosts: list[str], creds: Credentials, port: int = 161, timeout: 
                 retries: int = 0, concurrency: int = 128, library: Library | None = None
                 ) -> tuple[list[Found], list[Refused]]:
     """Ask every host at once (bounded); returns the responders and those that refused us (v3)."""
-    from agent.snmp.poller import SYS_DESCR, SYS_NAME, SYS_OBJECT_ID, _guess_kind
+    from agent.snmp.poller import SYS_DESCR, SYS_NAME, SYS_OBJECT_ID, device_kind
     from agent.snmp.session import Session, SnmpError, new_engine
     library = library or Library.load()
     engine = new_engine()
@@ -87,8 +87,7 @@ async def probe(hosts: list[str], creds: Credentials, port: int = 161, timeout: 
             detected = [p for p in candidates if nexts.get(p.detect, ("", None))[0].startswith(p.detect + ".")]
             ident = library.identify(oid, descr)
             profiles = library.resolve(([ident.name] if ident else []) + [p.name for p in detected])
-            kind = (ident.kind if ident and ident.kind else None) or next(
-                (p.kind for p in profiles if p.kind), None) or _guess_kind(profiles)
+            kind = device_kind(ident, profiles)
             found.append(Found(host, name, descr, oid, kind, ident.name if ident else None,
                                [p.name for p in detected]))
 

@@ -147,12 +147,15 @@ class SnmpPoller:
         out = []
         for t in self.config.targets:
             d = self._devices.get(t.name)
-            attrs: dict[str, Any] = {"host": t.host, "port": t.port, "snmp_version": t.version}
+            # interval_s: the collector judges this device's liveness by its own poll interval
+            attrs: dict[str, Any] = {"host": t.host, "port": t.port, "snmp_version": t.version,
+                                     "interval_s": t.interval}
             kind, display = "snmp", t.name
             if d is not None:
                 attrs.update(d.facts)
                 attrs["profiles"] = [p.name for p in d.profiles]
                 attrs["state"] = d.state
+                attrs["state_detail"] = d.detail
                 kind = d.kind
                 display = d.facts.get("sys_name") or t.name
                 if display in ("", "<private>"):
@@ -171,6 +174,26 @@ class SnmpPoller:
 
     def poll(self, now: float) -> list[wire.Point]:
         return []  # a push source: points arrive through the sink on each device's own schedule
+
+    def poll_now(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll one target at once on the poller's loop (remote diagnostics); its values are also
+        sent as usual. Returns the state, its words and the values read."""
+        d = self._devices.get(name)
+        if d is None or self._loop is None:
+            raise ValueError(f"no SNMP target named {name!r} is being polled")
+        captured: list[wire.Point] = []
+
+        async def run() -> None:
+            original = self._emit
+            self._emit = lambda points: (captured.extend(points), original(points))  # type: ignore[method-assign]
+            try:
+                await self.poll_device(d)
+            finally:
+                self._emit = original  # type: ignore[method-assign]
+
+        asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+        values = {k: v for p in captured for k, v in p.metrics.items()}
+        return {"target": name, "state": d.state, "detail": d.detail, "kind": d.kind, "values": values}
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per device: state, detail, polls done, late polls (for tests and the bench)."""
@@ -340,8 +363,7 @@ class SnmpPoller:
             ident = self.library.identify(facts["sys_object_id"], facts["sys_descr"])
             names = ([ident.name] if ident else []) + [p.name for p in detected]
             profiles = self.library.resolve(names)
-            kind = (ident.kind if ident and ident.kind else None) or next(
-                (p.kind for p in profiles if p.kind), None) or _guess_kind(profiles)
+            kind = device_kind(ident, profiles)
         else:
             profiles = self.library.resolve([target.profile])
             kind = next((p.kind for p in profiles if p.kind), None) or _guess_kind(profiles)
@@ -373,7 +395,7 @@ class SnmpPoller:
         ticks = int(ticks_value.value) if ticks_value is not None and isinstance(ticks_value.value, int) else None
         if ticks is not None:
             values["uptime_seconds"] = ticks / 100.0
-            if d.last_ticks is not None and ticks < d.last_ticks:
+            if d.last_ticks is not None and ticks < d.last_ticks and not _uptime_wrapped(d, ticks, now):
                 self._reboot(d, d.last_ticks, ticks, now)
             d.last_ticks = ticks
         first = d.fresh
@@ -424,7 +446,8 @@ class SnmpPoller:
                 if c.fallback and rows and set(walked.get(c.oid, {})) >= rows:
                     d.skip_columns.add(c.fallback)
             for i, oid in enumerate(table.label_oids):
-                if walked.get(oid) and set(walked[oid]) >= rows:
+                named = {index for index, v in walked.get(oid, {}).items() if str(v.value).strip()}
+                if named and named >= rows:  # this label names every row: the others are not needed
                     d.skip_columns.update(table.label_oids[i + 1:])
                     break
         indices: list[str] = []
@@ -545,6 +568,27 @@ def _session(engine: Any, t: SnmpTarget) -> Session:
 
 def _text(value: Value | None) -> str:
     return "" if value is None else str(value.value)
+
+
+def device_kind(ident: Profile | None, profiles: list[Profile]) -> str:
+    """What an auto-identified device is. A vendor's identification profile says it best; but a
+    sysObjectID that only names the SNMP agent software (``generic = true``, e.g. net-snmp on the
+    embedded Linux of a UPS card) yields to a detected standard MIB that declares a kind (UPS-MIB,
+    Printer-MIB); then any kind a profile declares; then a guess from what was detected."""
+    if ident is not None and ident.kind and not ident.generic:
+        return ident.kind
+    detected = next((p.kind for p in profiles if p.detect and p.kind), None)
+    return (detected or (ident.kind if ident and ident.kind else None)
+            or next((p.kind for p in profiles if p.kind), None) or _guess_kind(profiles))
+
+
+def _uptime_wrapped(d: Device, ticks: int, now: float) -> bool:
+    """sysUpTime is a 32-bit count of centiseconds: it wraps after 497 days. A drop from near the
+    top to about what the time since the last poll explains is that wrap, not a reboot."""
+    if d.last_ticks is None or d.last_ticks < 2**32 - 100 * 86_400:
+        return False
+    expected = (d.last_ticks + (now - d.last_poll) * 100) - 2**32
+    return abs(ticks - expected) < 100 * max(60.0, d.target.interval * 2)
 
 
 def _guess_kind(profiles: list[Profile]) -> str:

@@ -84,6 +84,9 @@ class Profile:
     sysobjectid: tuple[str, ...] = ()
     sysdescr: tuple[re.Pattern[str], ...] = ()
     kind: str | None = None
+    #: The sysObjectID names the SNMP agent software, not the device (net-snmp's): a detected
+    #: standard MIB's kind wins over this profile's.
+    generic: bool = False
     include: tuple[str, ...] = ()
     scalars: tuple[Reading, ...] = ()
     computed: tuple[Computed, ...] = ()
@@ -202,8 +205,8 @@ def _table(raw: dict[str, Any], where: str) -> Table:
         kind=kind, sensor_types=sensor_types)
 
 
-_PROFILE_KEYS = {"name", "description", "always", "detect", "sysobjectid", "sysdescr", "kind", "include",
-                 "scalars", "computed", "tables", "traps"}
+_PROFILE_KEYS = {"name", "description", "always", "detect", "sysobjectid", "sysdescr", "kind", "generic",
+                 "include", "scalars", "computed", "tables", "traps"}
 
 
 def parse_profile(raw: dict[str, Any], source: str) -> Profile:
@@ -232,7 +235,8 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
         always=bool(raw.get("always", False)),
         detect=_oid(raw["detect"], f"{where}.detect") if "detect" in raw else None,
         sysobjectid=tuple(raw.get("sysobjectid", [])), sysdescr=tuple(patterns),
-        kind=raw.get("kind"), include=tuple(raw.get("include", [])), scalars=scalars,
+        kind=raw.get("kind"), generic=bool(raw.get("generic", False)), include=tuple(raw.get("include", [])),
+        scalars=scalars,
         computed=tuple(_computed(c, f"{where} computed[{i}]", aliases) for i, c in enumerate(raw.get("computed", []))),
         tables=tuple(_table(t, f"{where} tables[{i}]") for i, t in enumerate(raw.get("tables", []))),
         traps=tuple(traps))

@@ -16,7 +16,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     USM_AUTH_HMAC256_SHA384, USM_AUTH_HMAC384_SHA512, USM_AUTH_NONE, USM_PRIV_CBC56_DES,
     USM_PRIV_CBC168_3DES, USM_PRIV_CFB128_AES, USM_PRIV_CFB192_AES, USM_PRIV_CFB192_AES_BLUMENTHAL,
     USM_PRIV_CFB256_AES, USM_PRIV_CFB256_AES_BLUMENTHAL, USM_PRIV_NONE,
-    CommunityData, ContextData, SnmpEngine, UdpTransportTarget, UsmUserData,
+    CommunityData, ContextData, SnmpEngine, Udp6TransportTarget, UdpTransportTarget, UsmUserData,
 )
 from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
@@ -194,8 +194,9 @@ class Session:
     async def _transport(self) -> UdpTransportTarget:
         if self._target is None:
             try:
-                self._target = await UdpTransportTarget.create((self.host, self.port), timeout=self.timeout,
-                                                               retries=self.retries)
+                kind = Udp6TransportTarget if ":" in self.host else UdpTransportTarget
+                self._target = await kind.create((self.host, self.port), timeout=self.timeout,
+                                                 retries=self.retries)
             except Exception as exc:  # name resolution failures and the like
                 raise SnmpError("no_response", f"cannot reach {self.host}:{self.port}: {exc}") from None
         return self._target
@@ -235,9 +236,16 @@ class Session:
     async def next(self, oids: list[str]) -> dict[str, tuple[str, Value | None]]:
         """GETNEXT: for each OID, the next OID the agent has and its value."""
         ind, status, index, binds = await self._request("next", oids)
-        if not ind and status and status.prettyPrint() == "noSuchName":  # v1: end of the MIB
-            return {o: ("", None) for o in oids}
+        if not ind and status and status.prettyPrint() == "noSuchName":
+            # v1: one OID past the end of the agent's MIB fails the whole request; ask one by one
+            if len(oids) == 1:
+                return {oids[0]: ("", None)}
+            out: dict[str, tuple[str, Value | None]] = {}
+            for oid in oids:
+                out.update(await self.next([oid]))
+            return out
         self._check(ind, status, index)
+        self.varbinds += len(binds)
         return {asked: (str(oid), _convert(val)) for asked, (oid, val) in zip(oids, binds)}
 
     async def walk(self, columns: list[str]) -> dict[str, dict[str, Value]]:
@@ -252,11 +260,19 @@ class Session:
             if rounds > 10_000:
                 raise SnmpError("error", "walk did not end (agent returns OIDs that do not increase)")
             asked = [position[c] for c in active]
-            if self.creds.version == "1":
-                ind, status, index, binds = await self._request("next", asked)
-                reps = 1
-                if not ind and status and status.prettyPrint() == "noSuchName":
-                    break
+            if self.creds.version == "1":  # no GETBULK: GETNEXT, column by column where v1 needs it
+                got = await self.next(asked)
+                done: set[str] = set()
+                for column in active:
+                    oid_s, value = got.get(position[column], ("", None))
+                    if not oid_s.startswith(column + ".") or oid_s == position[column]:
+                        done.add(column)
+                        continue
+                    position[column] = oid_s
+                    if value is not None:
+                        result[column][oid_s[len(column) + 1:]] = value
+                active = [c for c in active if c not in done]
+                continue
             else:
                 # enough repetitions to finish in one round when the table is as long as last time,
                 # within a budget of varbinds per request
