@@ -9,7 +9,6 @@ on a worker thread, each with a deadline; the result goes back through the spool
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import os
@@ -195,6 +194,8 @@ class Diagnostics:
         raise ValueError(f"no SNMP target named {name!r} in this agent's configuration")
 
     def _snmp(self, coro_factory: Callable[[Any], Any]) -> Any:
+        import asyncio  # only SNMP diagnostics need it; a host-only agent stays lighter
+
         from agent.snmp.session import new_engine
         from agent.snmp.poller import _session
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def open_spool(cfg: AgentConfig) -> DiskSpool | MemorySpool:
 
 def run(config_path: str | Path | None) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit code."""
+    # pysnmp imports the MIB compiler pysmi whenever it is installed (test tools bring it) and with
+    # it some 230 modules, ~10 MB; the agent reads numeric OIDs only and never compiles a MIB.
+    sys.modules.setdefault("pysmi", None)  # type: ignore[arg-type]
     try:
         cfg = agent_config.load(config_path)
         pollers = build(cfg)

@@ -12,7 +12,6 @@ import queue
 import threading
 import time
 from typing import Any
-from importlib.metadata import PackageNotFoundError, version
 
 import paho.mqtt.client as paho
 
@@ -38,6 +37,7 @@ RETRY_MIN_S, RETRY_MAX_S = 0.5, 5.0
 
 
 def agent_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # ~1 MB: only when asked
     try:
         return version("fleetcare")
     except PackageNotFoundError:
