@@ -30,8 +30,9 @@ def _q(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-def agent_configs(data_dir: Path, mqtt_url: str) -> list[Path]:
-    """One TOML file per demo agent (written every run, so edits to the fleet file apply)."""
+def agent_configs(data_dir: Path, mqtt_url: str, database_url: str | None = None) -> list[Path]:
+    """One TOML file per demo agent (written every run, so edits to the fleet file apply). With a
+    database, each agent is enrolled so that remote diagnostics work in the demo too."""
     spec = fleet()
     out = []
     agents_dir = data_dir / "agents"
@@ -40,9 +41,18 @@ def agent_configs(data_dir: Path, mqtt_url: str) -> list[Path]:
     host = {"customer": first["customer"], "site": first["site"], "agent": "demo-host", "devices": [],
             "host": True}
     for site in [host] + spec["sites"]:
+        secret = ""
+        if database_url:
+            import psycopg
+
+            from agent import wire
+            from collector.registry import enrol
+            with psycopg.connect(database_url) as conn:
+                secret = enrol(conn, wire.Origin(site["customer"], site["site"], site["agent"]))
         lines = ["[agent]", f"id = {_q(site['agent'])}", f"customer = {_q(site['customer'])}",
                  f"site = {_q(site['site'])}", f"interval = {spec['interval']}",
-                 f"data_dir = {_q(str(agents_dir / site['agent']))}", "",
+                 f"data_dir = {_q(str(agents_dir / site['agent']))}",
+                 f"diagnostics_secret = {_q(secret)}", "",
                  "[mqtt]", f"url = {_q(mqtt_url)}", "",
                  "[host]", f"enabled = {'true' if site.get('host') else 'false'}", ""]
         for d in site["devices"]:
@@ -135,7 +145,7 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
         if not _wait_http(console + "healthz", 120, server):
             log.error("the server did not come up; see %s", children.log_dir / "server.log")
             return 1
-        configs = agent_configs(data_dir, mqtt_url)
+        configs = agent_configs(data_dir, mqtt_url, database_url)
         for path in configs:
             children.spawn(f"agent-{path.stem}", ["agent", "--config", str(path)], env)
         spec = fleet()

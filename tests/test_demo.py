@@ -57,6 +57,17 @@ def test_demo_starts_everything_and_stops_everything(tmp_path: Path) -> None:
         descendants = demo.children(recursive=True)
         assert len(descendants) >= 5  # server, agents, database, broker
         print(f"demo fleet online after {elapsed:.1f} s")
+        # the demo enrols its agents: remote diagnostics work out of the box
+        agent = next(a for a in _get(f"http://127.0.0.1:{port}/api/v1/agents") if a["key"] == "demo-host")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/agents/{agent['id']}/diagnostics",
+                                         data=json.dumps({"action": "status"}).encode(), method="POST",
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            request_id = json.loads(resp.read())["request_id"]
+        result = wait_until(lambda: (r := _get(f"http://127.0.0.1:{port}/api/v1/agents/{agent['id']}"
+                                               f"/diagnostics/{request_id}"))["status"] != "sent" and r,
+                            timeout=30, message="the demo agent's status diagnostic")
+        assert result["status"] == "done", result
     finally:
         proc.send_signal(signal.SIGINT)
         try:
