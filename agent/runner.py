@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -87,6 +88,7 @@ class Agent:
         self.protocol = protocol
         self.client: paho.Client | None = None
         self._dropped_reported = 0
+        self._spool_failing = False
         self.diagnostics: Diagnostics | None = None
         if config.agent.diagnostics_secret:
             snmp = next((p for p in pollers if getattr(p, "name", "") == "snmp"), None)
@@ -258,7 +260,7 @@ class Agent:
                 self.seq += 1
                 payload = wire.encode_telemetry(self.origin, self.boot, self.seq, group)
                 self._audit(wire.TELEMETRY, payload)
-                self.spool.put(Entry(self.seq, payload, samples))
+                self._put(Entry(self.seq, payload, samples))
             total += samples
         self._wake.set()
         return total
@@ -271,8 +273,21 @@ class Agent:
             self.seq += 1
             payload = wire.encode_events(self.origin, self.boot, self.seq, events)
             self._audit(wire.EVENTS, payload)
-            self.spool.put(Entry(self.seq, payload, 0, wire.EVENTS))
+            self._put(Entry(self.seq, payload, 0, wire.EVENTS))
         self._wake.set()
+
+    def _put(self, entry: Entry) -> None:
+        """Spool one message; a spool that cannot write (disk full, file removed) costs that message,
+        logged once per failure streak, never the agent."""
+        try:
+            self.spool.put(entry)
+            if self._spool_failing:
+                log.info("spool writable again")
+                self._spool_failing = False
+        except (OSError, sqlite3.Error) as exc:
+            if not self._spool_failing:
+                log.error("spool write failed (%s): messages are being lost until it recovers", exc)
+                self._spool_failing = True
 
     def _audit(self, kind: str, payload: bytes) -> None:
         """With spool.audit_path set, every message is also appended there (one JSON line) before
@@ -287,7 +302,7 @@ class Agent:
         if len(payload) > wire.MAX_PAYLOAD_BYTES // 2:
             payload = wire.encode_result(self.origin, request_id, False, "result too large to send", None)
         with self._seq_lock:
-            self.spool.put(Entry(0, payload, 0, wire.RESULT))
+            self._put(Entry(0, payload, 0, wire.RESULT))
         self._wake.set()
 
     def status_report(self) -> dict[str, Any]:
@@ -355,7 +370,10 @@ class Agent:
         deadline = time.monotonic() + timeout
         if self.pending:
             log.warning("stopping with %d unsent messages", self.pending)
+        closer = getattr(self.spool, "close", None)
         if self.client is None:
+            if closer is not None:
+                closer()
             return
         if self.connected.is_set():
             info = self.client.publish(self._topic(wire.STATUS),
@@ -367,3 +385,5 @@ class Agent:
                 pass
         self.client.disconnect()
         self.client.loop_stop()
+        if closer is not None:
+            closer()  # writes the pending deletions of acknowledged messages

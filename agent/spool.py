@@ -7,11 +7,12 @@ is for tests and throw-away agents. Both count what they drop, behind the same c
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,18 @@ class DiskSpool:
         self._tokens_at = self._clock()
         self.written_bytes = 0
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One commit for several statements (the connection is in autocommit mode, where
+        ``with connection`` would not open a transaction): a drop and its count go together."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     # ------------------------------------------------------------ counters
 
     def _counter(self, name: str) -> int:
@@ -150,7 +163,7 @@ class DiskSpool:
                 % ",".join(str(i) for i in (self._taken | ({keep} if keep else set())) or {0})).fetchone()
             if row is None:
                 return
-            with self._db:
+            with self._transaction():
                 self._db.execute("DELETE FROM messages WHERE id = ?", (row[0],))
                 self._bump("dropped_messages", 1)
                 self._bump("dropped_samples", int(row[1]))
@@ -206,7 +219,7 @@ class DiskSpool:
         ids = ",".join(str(i) for i in self._acked)
         row = self._db.execute(f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM messages "
                                f"WHERE id IN ({ids})").fetchone()
-        with self._db:
+        with self._transaction():
             self._db.execute(f"DELETE FROM messages WHERE id IN ({ids})")
             self._bump("delivered_messages", len(self._acked))
         self._count -= int(row[0])
