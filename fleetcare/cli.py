@@ -102,6 +102,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(port=args.port, data_dir=args.data_dir)
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Run the streaming baseline detector over CSV files: each --input to the --output at its place."""
+    from alerting.baseline import SeriesError, detect_file
+    if len(args.input) != len(args.output):
+        _config_error(f"fleetcare detect: {len(args.input)} --input files but {len(args.output)} --output files")
+    failed = 0
+    for source, target in zip(args.input, args.output):
+        try:
+            detect_file(source, target)
+        except SeriesError as exc:
+            print(f"detect: {exc}", file=sys.stderr)
+            failed += 1
+    return 2 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleetcare", description="Watch installed equipment at customer "
                                      "sites and fix it before the customer notices.")
@@ -139,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", required=True)
     p.add_argument("--rotate", action="store_true", help="replace an existing secret")
     p.set_defaults(func=cmd_enrol)
+
+    p = sub.add_parser("detect", help="anomaly scores and alarms for a CSV of timestamp,value (NAB format)")
+    p.add_argument("--input", type=Path, nargs="+", required=True, metavar="FILE.csv",
+                   help="one or more CSV files with the header timestamp,value")
+    p.add_argument("--output", type=Path, nargs="+", required=True, metavar="OUT.csv",
+                   help="as many files, written as timestamp,value,anomaly_score,alarm")
+    p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     p.add_argument("--config", type=Path, help="server TOML file")
