@@ -102,6 +102,23 @@ AUTH_PROTOCOLS = ("", "MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
 PRIV_PROTOCOLS = ("", "DES", "3DES", "AES", "AES192", "AES256", "AES192C", "AES256C")
 
 
+def check_usm(where: str, auth_protocol: str, auth_key: str, priv_protocol: str, priv_key: str
+              ) -> tuple[str, str]:
+    """SNMPv3 user settings as RFC 3414 allows them; returns the protocol names upper-cased."""
+    auth, priv = auth_protocol.upper(), priv_protocol.upper()
+    if auth not in AUTH_PROTOCOLS:
+        raise ValueError(f"{where}: auth_protocol {auth!r} must be one of {', '.join(a for a in AUTH_PROTOCOLS if a)}")
+    if priv not in PRIV_PROTOCOLS:
+        raise ValueError(f"{where}: priv_protocol {priv!r} must be one of {', '.join(p for p in PRIV_PROTOCOLS if p)}")
+    if auth and len(auth_key) < 8:
+        raise ValueError(f"{where}: auth_key must be at least 8 characters (RFC 3414)")
+    if priv and not auth:
+        raise ValueError(f"{where}: privacy without authentication is not a valid SNMPv3 level")
+    if priv and len(priv_key) < 8:
+        raise ValueError(f"{where}: priv_key must be at least 8 characters (RFC 3414)")
+    return auth, priv
+
+
 @dataclass
 class SnmpTarget:
     """One SNMP device. v1/v2c use ``community``; v3 uses ``user`` and the auth/priv fields."""
@@ -138,24 +155,12 @@ class SnmpTarget:
         if self.version == "3":
             if not self.user:
                 raise ValueError(f"{self.name}: SNMPv3 needs a user")
-            self.auth_protocol = self.auth_protocol.upper()
-            self.priv_protocol = self.priv_protocol.upper()
             if self.auth_key and not self.auth_protocol:
                 self.auth_protocol = "SHA"
             if self.priv_key and not self.priv_protocol:
                 self.priv_protocol = "AES"
-            if self.auth_protocol not in AUTH_PROTOCOLS:
-                raise ValueError(f"{self.name}: auth_protocol {self.auth_protocol!r} must be one of "
-                                 f"{', '.join(a for a in AUTH_PROTOCOLS if a)}")
-            if self.priv_protocol not in PRIV_PROTOCOLS:
-                raise ValueError(f"{self.name}: priv_protocol {self.priv_protocol!r} must be one of "
-                                 f"{', '.join(p for p in PRIV_PROTOCOLS if p)}")
-            if self.auth_protocol and len(self.auth_key) < 8:
-                raise ValueError(f"{self.name}: auth_key must be at least 8 characters (RFC 3414)")
-            if self.priv_protocol and not self.auth_protocol:
-                raise ValueError(f"{self.name}: privacy without authentication is not a valid SNMPv3 level")
-            if self.priv_protocol and len(self.priv_key) < 8:
-                raise ValueError(f"{self.name}: priv_key must be at least 8 characters (RFC 3414)")
+            self.auth_protocol, self.priv_protocol = check_usm(
+                self.name, self.auth_protocol, self.auth_key, self.priv_protocol, self.priv_key)
         if not 5 <= self.interval <= 86_400:
             raise ValueError(f"{self.name}: interval {self.interval} must be between 5 and 86400 seconds")
         if self.customer and not wire.ID_RE.match(self.customer):
@@ -179,18 +184,8 @@ class TrapUser:
     def validate(self) -> None:
         if not self.user:
             raise ValueError("trap_users: user is required")
-        self.auth_protocol, self.priv_protocol = self.auth_protocol.upper(), self.priv_protocol.upper()
-        if self.auth_protocol not in AUTH_PROTOCOLS:
-            raise ValueError(f"trap_users {self.user}: auth_protocol {self.auth_protocol!r} must be one of "
-                             f"{', '.join(a for a in AUTH_PROTOCOLS if a)}")
-        if self.priv_protocol not in PRIV_PROTOCOLS:
-            raise ValueError(f"trap_users {self.user}: priv_protocol {self.priv_protocol!r} must be one of "
-                             f"{', '.join(p for p in PRIV_PROTOCOLS if p)}")
-        if self.auth_protocol and len(self.auth_key) < 8:
-            raise ValueError(f"trap_users {self.user}: auth_key must be at least 8 characters (RFC 3414)")
-        if self.priv_protocol and (not self.auth_protocol or len(self.priv_key) < 8):
-            raise ValueError(f"trap_users {self.user}: privacy needs authentication and a priv_key of at "
-                             "least 8 characters")
+        self.auth_protocol, self.priv_protocol = check_usm(
+            f"trap_users {self.user}", self.auth_protocol, self.auth_key, self.priv_protocol, self.priv_key)
         if self.engine_id and not re.fullmatch(r"(0x)?[0-9A-Fa-f]{10,64}", self.engine_id):
             raise ValueError(f"trap_users {self.user}: engine_id must be hex (10–64 digits)")
         self.engine_id = self.engine_id.removeprefix("0x")
