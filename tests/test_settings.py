@@ -253,3 +253,17 @@ def test_every_described_setting_can_be_set_in_toml(tmp_path: Path) -> None:
 
     assert cfg.mqtt == AgentConfig().mqtt
     assert cfg.host == AgentConfig().host
+
+
+@pytest.mark.parametrize("user, message", [
+    ('user = "t"\nauth_protocol = "SHA1"\nauth_key = "12345678"', "auth_protocol 'SHA1' must be one of"),
+    ('user = "t"\nauth_key = "short"', "auth_key must be at least 8 characters"),
+    ('user = "t"\nauth_protocol = ""\npriv_protocol = "AES"\npriv_key = "12345678"', "privacy without authentication"),
+    ('user = "t"\nauth_key = "12345678"\nengine_id = "xyz"', "engine_id must be hex"),
+    ('auth_key = "12345678"', "user is required"),
+])
+def test_trap_users_are_checked_at_load(tmp_path: Path, user: str, message: str) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(IDENTITY + "[[snmp.trap_users]]\n" + user + "\n")
+    with pytest.raises(SettingsError, match=message):
+        load_settings(AgentConfig, path)
