@@ -76,6 +76,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=30.0)
     ap.add_argument("--duration", type=float, default=95.0, help="seconds of measured polling")
     ap.add_argument("--responders", type=int, default=2, help="snmpsim processes (ports) to spread load")
+    ap.add_argument("--concurrency", type=int, default=64, help="devices polled at the same time (snmp.concurrency)")
     args = ap.parse_args()
 
     responder = shutil.which("snmpsim-command-responder") or str(Path(sys.executable).parent / "snmpsim-command-responder")
@@ -106,7 +107,7 @@ def main() -> int:
                               community=f"dev{n:05d}", interval=args.interval, profile="if-mib",
                               timeout=5.0, retries=1)
                    for n in range(args.devices)]
-        poller = SnmpPoller(SnmpSection(targets=targets, concurrency=64))
+        poller = SnmpPoller(SnmpSection(targets=targets, concurrency=args.concurrency))
         sink = NullSink()
         print(f"{args.devices} devices on {args.responders} snmpsim responder(s), every {args.interval:.0f} s, "
               f"measuring {args.duration:.0f} s after one warm-up round", flush=True)
