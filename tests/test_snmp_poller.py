@@ -384,7 +384,7 @@ def test_a_table_walk_failure_is_partial_and_the_rest_is_still_reported() -> Non
 def test_a_device_that_stops_answering_during_a_walk_is_no_response() -> None:
     rig = acme_rig()
     rig.poll()
-    rig.session.failing[ACME_PROBE] = SnmpError("no_response", "no response: unreachable or wrong community")
+    rig.session.failing[ACME_PROBE] = SnmpError("no_response", "no response — unreachable or wrong community")
     assert rig.poll(seconds=60) == {"snmp_up": 0.0}
     assert rig.device.state == "no_response"
 
@@ -402,7 +402,7 @@ def test_state_changes_emit_one_event_each() -> None:
     session.scalars[ACME_TEMP] = num(20)
     session.scalars[ACME_DOOR] = num(2)
     rig.poll(seconds=60)                          # -> reachable
-    session.error = SnmpError("no_response", "no response: unreachable or wrong community")
+    session.error = SnmpError("no_response", "no response — unreachable or wrong community")
     rig.poll(seconds=60)                          # -> no_response
     rig.poll(seconds=60)                          # unchanged
     session.error = SnmpError("no_response", "cannot reach 192.0.2.10:161: network unreachable")

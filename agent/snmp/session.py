@@ -103,8 +103,8 @@ def classify(indication: Any, version: str) -> SnmpError:
             return SnmpError("auth_failure", words)
     if isinstance(indication, errind.RequestTimedOut):
         if version == "3":
-            return SnmpError("no_response", "no response: unreachable, or SNMP not enabled on the device")
-        return SnmpError("no_response", "no response: unreachable or wrong community")
+            return SnmpError("no_response", "no response — unreachable, SNMP not enabled, or a wrong priv_key or privacy protocol (a device drops what it cannot decrypt)")
+        return SnmpError("no_response", "no response — unreachable or wrong community")
     return SnmpError("error", str(indication))
 
 
