@@ -76,7 +76,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=30.0)
     ap.add_argument("--duration", type=float, default=95.0, help="seconds of measured polling")
     ap.add_argument("--responders", type=int, default=2, help="snmpsim processes (ports) to spread load")
-    ap.add_argument("--concurrency", type=int, default=64, help="devices polled at the same time (snmp.concurrency)")
+    ap.add_argument("--concurrency", type=int, default=200, help="devices polled at the same time (snmp.concurrency)")
     args = ap.parse_args()
 
     responder = shutil.which("snmpsim-command-responder") or str(Path(sys.executable).parent / "snmpsim-command-responder")
