@@ -29,7 +29,7 @@ from agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
 
-SECRET_FIELDS = re.compile(r"(password|secret|key|community)", re.I)
+SECRET_FIELDS = re.compile(r"(password|secret|key|communit)", re.I)  # communit: community, trap_communities
 ACTION_DEADLINE = 30.0
 
 

@@ -89,10 +89,9 @@ class Agent:
         self.client: paho.Client | None = None
         self._dropped_reported = 0
         self._spool_failing = False
-        self.diagnostics: Diagnostics | None = None
-        if config.agent.diagnostics_secret:
-            snmp = next((p for p in pollers if getattr(p, "name", "") == "snmp"), None)
-            self.diagnostics = Diagnostics(config, self.respond, self.status_report, snmp)
+        # Always there: without a secret it answers every command "diagnostics are not enabled".
+        snmp = next((p for p in pollers if getattr(p, "name", "") == "snmp"), None)
+        self.diagnostics: Diagnostics | None = Diagnostics(config, self.respond, self.status_report, snmp)
         audit = config.spool.audit_path
         self._audit_file = open(audit, "ab") if audit else None  # noqa: SIM115 - lives with the agent
 
@@ -218,13 +217,24 @@ class Agent:
 
     def _publish_loop(self, stop: threading.Event) -> None:
         last_status = 0.0
+        failing = False
         while not stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
-            self.drain()
-            if time.monotonic() - last_status >= STATUS_EVERY and self.client is not None and self.connected.is_set():
-                self.publish_status()
-                last_status = time.monotonic()
+            try:
+                self.drain()
+                if (time.monotonic() - last_status >= STATUS_EVERY and self.client is not None
+                        and self.connected.is_set()):
+                    self.publish_status()
+                    last_status = time.monotonic()
+                if failing:
+                    log.info("publishing again")
+                    failing = False
+            except (sqlite3.Error, OSError) as exc:  # the spool cannot be read: keep trying
+                if not failing:
+                    log.error("publishing stalled: spool error (%s); retrying", exc)
+                    failing = True
+                stop.wait(2.0)
         self._reconcile()
 
     def counters(self) -> dict[str, int]:
@@ -257,8 +267,12 @@ class Agent:
         for group in chunk(points):
             samples = sum(len(p.metrics) for p in group)
             with self._seq_lock:
+                try:  # encode first: a sequence number is spent only on a message that exists
+                    payload = wire.encode_telemetry(self.origin, self.boot, self.seq + 1, group)
+                except ValueError as exc:  # a non-finite value slipped through a poller
+                    log.error("telemetry of %s not sent: %s", sorted({p.device for p in group}), exc)
+                    continue
                 self.seq += 1
-                payload = wire.encode_telemetry(self.origin, self.boot, self.seq, group)
                 self._audit(wire.TELEMETRY, payload)
                 self._put(Entry(self.seq, payload, samples))
             total += samples
@@ -270,8 +284,8 @@ class Agent:
         if not events:
             return
         with self._seq_lock:
+            payload = wire.encode_events(self.origin, self.boot, self.seq + 1, events)
             self.seq += 1
-            payload = wire.encode_events(self.origin, self.boot, self.seq, events)
             self._audit(wire.EVENTS, payload)
             self._put(Entry(self.seq, payload, 0, wire.EVENTS))
         self._wake.set()

@@ -157,11 +157,13 @@ class DiskSpool:
         """Drop the oldest messages (never one handed out) while over the size or age bound."""
         if self._acked and (self._bytes > self.max_bytes or self._oldest_created() < now - self.max_age_s):
             self._flush_acked()  # acknowledged messages go first, and are not drops
-        while self._count and (self._bytes > self.max_bytes or self._oldest_created() < now - self.max_age_s):
+        while self._count:
+            # the oldest message that may go (not handed out, not the one just put), judged on its
+            # own age: an old message still in flight must not make the spool drop newer ones
             row = self._db.execute(
-                "SELECT id, samples, length(payload) FROM messages WHERE id NOT IN (%s) ORDER BY id LIMIT 1"
+                "SELECT id, samples, length(payload), created FROM messages WHERE id NOT IN (%s) ORDER BY id LIMIT 1"
                 % ",".join(str(i) for i in (self._taken | ({keep} if keep else set())) or {0})).fetchone()
-            if row is None:
+            if row is None or not (self._bytes > self.max_bytes or float(row[3]) < now - self.max_age_s):
                 return
             with self._transaction():
                 self._db.execute("DELETE FROM messages WHERE id = ?", (row[0],))
@@ -240,8 +242,9 @@ class DiskSpool:
             self._backlog_until = int(row[0])
 
     def __len__(self) -> int:
+        """Messages waiting (handed out and acknowledged ones not counted)."""
         with self._lock:
-            return self._count - len(self._acked)
+            return self._count - len(self._acked) - len(self._taken)
 
     @property
     def size_bytes(self) -> int:

@@ -33,10 +33,14 @@ MAX_PAYLOAD_BYTES = 1_000_000
 #: Samples whose time is further ahead than this are refused (clock skew allowance, seconds).
 MAX_FUTURE_SECONDS = 86_400.0
 
+# an escaped NUL: \u0000 after an even number of backslashes (\\u0000 is the text "\u0000")
+_NUL = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # name, then optional labels: cpu_percent, disk_used_percent{mount=/var}, if_in_bps{if=ge-0/0/1}
 METRIC_RE = re.compile(r"^[a-z_][a-z0-9_]{0,79}(\{[^{}=,]{1,64}=[^{},]{0,128}(,[^{}=,]{1,64}=[^{},]{0,128})*\})?$")
 METRIC_TYPES = ("gauge", "counter")
+#: A series key (name plus labels) longer than this is refused: it must fit a database index.
+MAX_METRIC_KEY = 512
 #: What an event says happened to a device.
 EVENT_KINDS = ("state", "reboot", "trap")
 SEVERITIES = ("info", "warning", "critical")
@@ -230,7 +234,7 @@ def _load(payload: bytes, max_bytes: int) -> dict[str, Any]:
         raise WireError("bad_json", f"payload is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise WireError("bad_schema", "payload must be a JSON object")
-    if b"\\u0000" in payload:  # valid JSON, but PostgreSQL text and jsonb refuse NUL
+    if b"\\u0000" in payload and _NUL.search(payload):  # valid JSON; PostgreSQL text and jsonb refuse NUL
         raise WireError("bad_value", "payload contains a NUL character (\\u0000)")
     if body.get("v") != WIRE_VERSION:
         raise WireError("bad_version", f"schema version {body.get('v')!r}, this collector speaks {WIRE_VERSION}")
@@ -263,6 +267,15 @@ def _number(value: Any, where: str) -> float:
     if not math.isfinite(value):
         raise WireError("bad_value", f"{where}: value is not finite")
     return value
+
+
+def _time(value: Any, where: str, now: float | None = None) -> float:
+    """An epoch time a database can hold: not before 1970, not more than a day ahead."""
+    ts = _number(value, where)
+    newest = (time.time() if now is None else now) + MAX_FUTURE_SECONDS
+    if ts < 0 or ts > newest:
+        raise WireError("bad_time", f"{where} {ts} is before 1970 or more than {MAX_FUTURE_SECONDS:.0f} s ahead")
+    return ts
 
 
 def _int(value: Any, where: str) -> int:
@@ -311,7 +324,7 @@ def parse_telemetry(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYL
                 pass
             else:
                 metrics[key] = _number(value, f"{where}.metrics[{key!r}]")
-            if not METRIC_RE.match(key):
+            if len(key) > MAX_METRIC_KEY or not METRIC_RE.match(key):
                 raise WireError("bad_metric", f"{where}: metric name {key!r} is not valid"[:200])
         points.append(Point(device, ts, metrics))
     return Telemetry(origin, boot, seq, points)
@@ -336,6 +349,10 @@ def parse_birth(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_
             raise WireError("bad_schema", f"devices[{i}].device {raw['device']!r} is not a valid id"[:200])
         if not isinstance(raw["kind"], str) or not isinstance(raw["name"], str) or not isinstance(raw["attrs"], dict):
             raise WireError("bad_schema", f"devices[{i}]: kind and name must be strings, attrs an object")
+        interval = raw["attrs"].get("interval_s")
+        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
+                                     or not math.isfinite(interval) or interval <= 0):
+            raise WireError("bad_schema", f"devices[{i}].attrs.interval_s must be a positive number of seconds")
         devices.append(DeviceInfo(raw["device"], raw["kind"], raw["name"], raw["attrs"]))
     metrics: list[MetricInfo] = []
     for i, raw in enumerate(_list(body["metrics"], "birth.metrics")):
@@ -366,9 +383,7 @@ def parse_events(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD
         device = raw["device"]
         if not isinstance(device, str) or not ID_RE.match(device):
             raise WireError("bad_schema", f"{where}.device {device!r} is not a valid id"[:200])
-        ts = _number(raw["ts"], f"{where}.ts")
-        if ts > newest:
-            raise WireError("bad_time", f"{where}.ts {ts} is more than {MAX_FUTURE_SECONDS:.0f} s in the future")
+        ts = _time(raw["ts"], f"{where}.ts", now)
         if raw["kind"] not in EVENT_KINDS:
             raise WireError("bad_schema", f"{where}.kind must be one of {EVENT_KINDS}")
         if raw["severity"] not in SEVERITIES:
@@ -396,7 +411,7 @@ def parse_status(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD
             raise WireError("bad_schema", "status.counters must be an object")
         _check_keys(raw, frozenset(COUNTER_KEYS), "status.counters")
         counters = {k: _int(raw[k], f"counters.{k}") for k in COUNTER_KEYS}
-    return Status(origin, body["state"], _number(body["ts"], "ts"), boot, counters)
+    return Status(origin, body["state"], _time(body["ts"], "ts"), boot, counters)
 
 
 def _list(value: Any, where: str) -> list[dict[str, Any]]:
@@ -558,4 +573,4 @@ def parse_result(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD
     if body["error"] is not None and not isinstance(body["error"], str):
         raise WireError("bad_schema", "result.error must be a string or null")
     return Result(origin, body["request_id"], body["ok"], body["error"], body["output"],
-                  _number(body["ts"], "ts"))
+                  _time(body["ts"], "ts"))

@@ -46,7 +46,12 @@ class Commander:
         if not self._connected.wait(5):
             raise BrokerUnavailable(f"broker {self._address} unreachable")
         info = self._client.publish(topic, payload, qos=1)
-        info.wait_for_publish(timeout=5)
+        try:
+            if info.rc != 0:
+                raise RuntimeError(f"publish failed with code {info.rc}")
+            info.wait_for_publish(timeout=5)
+        except (RuntimeError, ValueError) as exc:  # the connection dropped in between
+            raise BrokerUnavailable(f"broker {self._address}: {exc}") from None
         if not info.is_published():
             raise BrokerUnavailable(f"broker {self._address} did not acknowledge the command")
 

@@ -167,6 +167,8 @@ class Collector:
                     self._store = self._connect_db()
                 result = self._store.write(batch)
             except psycopg.OperationalError as exc:
+                if not self._connection_lost(exc):
+                    raise  # deadlock, limit exceeded, cancelled: about the data — isolate it
                 self._db_failed(exc, len(batch))
                 if stop.wait(delay):
                     return False
@@ -184,6 +186,14 @@ class Collector:
             self.stats.samples_stored += result.stored
             self.stats.duplicates += result.duplicates
             return True
+
+    def _connection_lost(self, exc: psycopg.OperationalError) -> bool:
+        """A lost or refused connection (retry as is), as opposed to an error about the data that
+        psycopg also files as OperationalError (SQLSTATE classes 40, 53, 54, 57)."""
+        state = exc.sqlstate
+        if state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03"):
+            return True  # no server answer, connection exception, admin/crash shutdown, starting up
+        return self._store is None or self._store.conn.broken
 
     def _db_failed(self, exc: Exception, held: int) -> None:
         self.stats.db_errors += 1
@@ -205,10 +215,29 @@ class Collector:
             self.classify(item, batch, now)
         try:
             return self._write(batch, stop)
-        except psycopg.Error as exc:
+        except Exception as exc:  # anything but a lost connection: one message may be the cause
             log.error("batch of %d messages failed to store (%s); retrying them one by one",
                       len(items), str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
             return self._isolate(items, stop)
+
+    def _store_items_guarded(self, items: list[Inbound], stop: threading.Event) -> bool:
+        """The writer thread must not die: an error nothing else handled is logged and the same
+        messages are tried again after a pause (unacknowledged meanwhile, so nothing is lost)."""
+        delay = 1.0
+        while True:
+            try:
+                return self._store_items(items, stop)
+            except Exception:
+                log.exception("could not store %d messages; trying again in %.0f s", len(items), delay)
+                if self._store is not None:
+                    try:
+                        self._store.conn.close()
+                    except Exception:
+                        pass
+                    self._store = None
+                if stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 30.0)
 
     def _isolate(self, items: list[Inbound], stop: threading.Event) -> bool:
         """Store each message alone; one the database still refuses is kept as rejected
@@ -219,7 +248,7 @@ class Collector:
             try:
                 if not self._write(single, stop):
                     return False
-            except psycopg.Error as exc:
+            except Exception as exc:  # the database (or our code) refuses this message: keep it aside
                 detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 if not self._write(Batch(rejected=[Rejected(item.topic, "store_error", detail, item.payload)]),
                                    stop):
@@ -245,7 +274,8 @@ class Collector:
                     break
                 items.append(item)
                 samples += _estimate_samples(item)
-            if not self._store_items(items, stop):
+            stored = self._store_items_guarded(items, stop)
+            if not stored:
                 return  # stopping during an outage: unacknowledged, the broker redelivers
             self.stats.messages += len(items)
             for item in items:

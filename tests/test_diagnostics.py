@@ -151,6 +151,8 @@ def test_agent_without_secret_refuses_everything(tmp_path: Path) -> None:
 
 def test_masking_hides_every_secret() -> None:
     cfg = {"mqtt": {"password": "p", "username": "u"}, "agent": {"diagnostics_secret": "s"},
-           "snmp": {"targets": [{"community": "c", "auth_key": "k", "priv_key": "", "host": "h"}]}}
+           "snmp": {"targets": [{"community": "c", "auth_key": "k", "priv_key": "", "host": "h"}],
+                    "trap_communities": ["s3cr3t"]}}
     assert masked(cfg) == {"mqtt": {"password": "***", "username": "u"}, "agent": {"diagnostics_secret": "***"},
-                           "snmp": {"targets": [{"community": "***", "auth_key": "***", "priv_key": "", "host": "h"}]}}
+                           "snmp": {"targets": [{"community": "***", "auth_key": "***", "priv_key": "", "host": "h"}],
+                                    "trap_communities": ["***"]}}

@@ -227,3 +227,20 @@ def test_spool_taken_entries_do_not_count_against_the_bound() -> None:
 
     assert spool.dropped_messages == 0
     assert [e.seq for e in drain(spool)] == [2, 3]
+
+
+def test_an_old_message_in_flight_does_not_make_the_spool_drop_newer_ones(tmp_path) -> None:  # noqa: ANN001
+    from agent.spool import DiskSpool
+    clock = [1000.0]
+    spool = DiskSpool(tmp_path / "s.sqlite", max_age_s=100, clock=lambda: clock[0])
+    spool.put(Entry(1, b"old", 1))
+    in_flight = spool.take()  # handed to the broker, never acknowledged (the link went down)
+    for seq in range(2, 50):
+        clock[0] += 5  # 245 s later the first message is far past max_age, but it is in flight
+        spool.put(Entry(seq, b"x", 1))
+    assert in_flight is not None
+    # at the last put (t = 1240) only messages created before 1140 were past 100 s: 27 of them;
+    # the 21 younger ones are kept (before the fix every message but the newest was dropped)
+    assert spool.dropped_messages == 27
+    assert len(spool) == 21  # waiting; the one in flight is not counted twice
+    spool.close()

@@ -266,3 +266,42 @@ def test_wire_error_message_carries_reason_and_detail() -> None:
 def test_metric_base_and_labels(key: str, base: str, labels: dict[str, str]) -> None:
     assert wire.metric_base(key) == base
     assert wire.metric_labels(key) == labels
+
+
+# ---------------------------------------------------------------- limits a database needs
+
+def test_times_a_database_cannot_hold_are_refused() -> None:
+    event = {"device": "host", "ts": -1e12, "kind": "reboot", "severity": "info", "text": "t", "detail": {}}
+    body = {"v": 1, "customer": "acme", "site": "hq", "agent": "agent-1", "boot": 1, "seq": 1, "events": [event]}
+    with pytest.raises(WireError) as err:
+        wire.parse_events(ORIGIN, dump(body))
+    assert err.value.reason == "bad_time"
+    status = json.loads(wire.encode_status(ORIGIN, "online", 1))
+    status["ts"] = 1e20
+    with pytest.raises(WireError) as err:
+        wire.parse_status(ORIGIN, dump(status))
+    assert err.value.reason == "bad_time"
+
+
+def test_a_series_key_longer_than_an_index_allows_is_refused() -> None:
+    labels = ",".join(f"l{i}=v{i}" for i in range(100))
+    payload = wire.encode_telemetry(ORIGIN, 1, 1, [Point("host", time.time(), {f"m{{{labels}}}": 1.0})])
+    with pytest.raises(WireError) as err:
+        wire.parse_telemetry(ORIGIN, payload)
+    assert err.value.reason == "bad_metric"
+
+
+def test_the_text_backslash_u0000_is_not_a_nul() -> None:
+    birth = wire.Birth(ORIGIN, 1, "1", 10.0, {"note": "C:\\u0000 is not NUL"}, [], [])
+    assert wire.parse_birth(ORIGIN, wire.encode_birth(birth)).host["note"] == "C:\\u0000 is not NUL"
+    nul = wire.Birth(ORIGIN, 1, "1", 10.0, {"note": "real \x00 NUL"}, [], [])
+    with pytest.raises(WireError) as err:
+        wire.parse_birth(ORIGIN, wire.encode_birth(nul))
+    assert err.value.reason == "bad_value"
+
+
+def test_a_device_interval_must_be_a_number() -> None:
+    birth = wire.Birth(ORIGIN, 1, "1", 10.0, {}, [wire.DeviceInfo("sw", "switch", "sw", {"interval_s": "abc"})], [])
+    with pytest.raises(WireError) as err:
+        wire.parse_birth(ORIGIN, wire.encode_birth(birth))
+    assert err.value.reason == "bad_schema"

@@ -83,6 +83,7 @@ class Device:
     unsupported: set[str] = field(default_factory=set)  # scalar OIDs absent at the first poll
     skip_columns: set[str] = field(default_factory=set)  # columns not worth walking (see _read_table)
     fresh: bool = True  # the next read is the first since identification
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one poll of a device at a time
     failures: int = 0
     next_due: float = 0.0
     polls: int = 0
@@ -185,7 +186,8 @@ class SnmpPoller:
 
         async def run() -> None:
             original = self._emit
-            self._emit = lambda points: (captured.extend(points), original(points))  # type: ignore[method-assign]
+            self._emit = lambda points: (captured.extend(p for p in points if p.device == name),  # type: ignore[method-assign]
+                                         original(points))
             try:
                 await self.poll_device(d)
             finally:
@@ -329,6 +331,11 @@ class SnmpPoller:
     # ------------------------------------------------------------ one poll
 
     async def poll_device(self, d: Device) -> None:
+        """Poll one device (never twice at once: a diagnostic's poll_now waits for the scheduled one)."""
+        async with d.lock:
+            await self._poll_device(d)
+
+    async def _poll_device(self, d: Device) -> None:
         started = self._clock()
         try:
             if not d.identified:

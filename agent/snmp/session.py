@@ -8,6 +8,7 @@ against real agents. MIBs are never loaded (``lookupMib=False``): profiles carry
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,12 +59,12 @@ class Value:
 
     @property
     def number(self) -> float | None:
-        if isinstance(self.value, (int, float)):
-            return float(self.value)
+        """The value as a finite number, or None (text, "NaN", "inf")."""
         try:
-            return float(self.value)  # some agents send numbers as strings (laLoad, sensors)
-        except (TypeError, ValueError):
+            number = float(self.value)  # some agents send numbers as strings (laLoad, sensors)
+        except (TypeError, ValueError, OverflowError):
             return None
+        return number if math.isfinite(number) else None
 
     @property
     def counter_bits(self) -> int | None:
