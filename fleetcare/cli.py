@@ -117,6 +117,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Publish a simulated fleet with injected faults through the broker, faster than real time."""
+    from fleetcare.simulate import run
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleetcare", description="Watch installed equipment at customer "
                                      "sites and fix it before the customer notices.")
@@ -161,6 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, nargs="+", required=True, metavar="OUT.csv",
                    help="as many files, written as timestamp,value,anomaly_score,alarm")
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("simulate", help="a simulated fleet with injected faults, faster than real time, "
+                       "published through the broker; writes the ground truth")
+    p.add_argument("--devices", type=int, default=12, help="number of devices (12)")
+    p.add_argument("--days", type=float, default=7.0, help="simulated days (7)")
+    p.add_argument("--speed", type=float, default=3600.0, help="simulated seconds per real second (3600)")
+    p.add_argument("--as-fast-as-possible", action="store_true", help="no pacing at all")
+    p.add_argument("--seed", type=int, default=1, help="same seed, same fleet, faults and readings (1)")
+    p.add_argument("--truth", type=Path, metavar="FILE.json", help="write the ground truth here")
+    p.add_argument("--interval", type=float, default=60.0, help="simulated seconds between samples (60)")
+    p.add_argument("--customers", type=int, default=0, help="number of customers (default: one per 12 devices)")
+    p.add_argument("--sites", type=int, default=0, help="sites per customer (default: one per 4 devices)")
+    p.add_argument("--start", type=float, help="simulated start, epoch seconds (default: now minus --days)")
+    p.add_argument("--fault-rate", type=float, default=0.3, help="share of devices given a fault (0.3)")
+    p.add_argument("--mqtt-url", help="broker URL (default: FLEETCARE_MQTT_URL or mqtt://127.0.0.1:1883)")
+    p.add_argument("--topic-prefix", default="fleetcare", help="MQTT topic prefix (fleetcare)")
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     p.add_argument("--config", type=Path, help="server TOML file")
