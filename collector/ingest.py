@@ -54,6 +54,12 @@ class Stats:
                 f"duplicates={self.duplicates} batches={self.batches} rejected: {rejected}")
 
 
+def _first_line(exc: BaseException) -> str:
+    """An error in one line for the log and the rejection record."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _estimate_samples(item: Inbound) -> int:
     """A cheap size guess for batching, before parsing (a sample is roughly 25 bytes of JSON)."""
     return max(1, len(item.payload) // 25)
@@ -199,8 +205,12 @@ class Collector:
         self.stats.db_errors += 1
         if self._db_down_since is None:
             self._db_down_since = time.monotonic()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            log.error("database unavailable (%s); holding %d messages unacknowledged, retrying", first, held)
+            log.error("database unavailable (%s); holding %d messages unacknowledged, retrying",
+                      _first_line(exc), held)
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        """Forget the database connection; the next write opens a new one."""
         if self._store is not None:
             try:
                 self._store.conn.close()
@@ -217,7 +227,7 @@ class Collector:
             return self._write(batch, stop)
         except Exception as exc:  # anything but a lost connection: one message may be the cause
             log.error("batch of %d messages failed to store (%s); retrying them one by one",
-                      len(items), str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+                      len(items), _first_line(exc))
             return self._isolate(items, stop)
 
     def _store_items_guarded(self, items: list[Inbound], stop: threading.Event) -> bool:
@@ -229,12 +239,7 @@ class Collector:
                 return self._store_items(items, stop)
             except Exception:
                 log.exception("could not store %d messages; trying again in %.0f s", len(items), delay)
-                if self._store is not None:
-                    try:
-                        self._store.conn.close()
-                    except Exception:
-                        pass
-                    self._store = None
+                self._drop_connection()
                 if stop.wait(delay):
                     return False
                 delay = min(delay * 2, 30.0)
@@ -249,7 +254,7 @@ class Collector:
                 if not self._write(single, stop):
                     return False
             except Exception as exc:  # the database (or our code) refuses this message: keep it aside
-                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                detail = _first_line(exc)
                 if not self._write(Batch(rejected=[Rejected(item.topic, "store_error", detail, item.payload)]),
                                    stop):
                     return False
