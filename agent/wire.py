@@ -375,7 +375,6 @@ def parse_events(origin: Origin, payload: bytes, *, max_bytes: int = MAX_PAYLOAD
     body = _load(payload, max_bytes)
     _check_keys(body, _EVENTS_KEYS, "events")
     _check_origin(body, origin)
-    newest = (time.time() if now is None else now) + MAX_FUTURE_SECONDS
     events: list[Event] = []
     for i, raw in enumerate(_list(body["events"], "events")):
         where = f"events[{i}]"

@@ -241,10 +241,10 @@ class Store:
         with self.conn.cursor() as cur:
             with cur.copy(f"COPY staging ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(copy_buffer(list(latest.values())))
-            cur.execute(f"INSERT INTO latest_values (device_id, series_id, time, value) "
-                        f"SELECT device_id, series_id, time, value FROM staging "
-                        f"ON CONFLICT (device_id, series_id) DO UPDATE SET time = EXCLUDED.time, "
-                        f"value = EXCLUDED.value WHERE latest_values.time < EXCLUDED.time")
+            cur.execute("INSERT INTO latest_values (device_id, series_id, time, value) "
+                        "SELECT device_id, series_id, time, value FROM staging "
+                        "ON CONFLICT (device_id, series_id) DO UPDATE SET time = EXCLUDED.time, "
+                        "value = EXCLUDED.value WHERE latest_values.time < EXCLUDED.time")
             cur.execute("DELETE FROM staging")
 
     def _touch_devices(self, newest: dict[int, float]) -> None:

@@ -124,7 +124,7 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
     try:
         database_url = os.environ.get("FLEETCARE_DATABASE_URL", "")
         if database_url:
-            db_line = f"PostgreSQL from FLEETCARE_DATABASE_URL"
+            db_line = "PostgreSQL from FLEETCARE_DATABASE_URL"
         else:
             pg = embedded.EmbeddedPostgres(data_dir / "postgres")
             database_url = pg.start()

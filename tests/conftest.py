@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import paho.mqtt.client as paho
 import psycopg
 import pytest
 
@@ -122,6 +122,18 @@ def empty_db_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh database with no schema at all (for migration tests)."""
     with _scratch_database(pg_admin_url, "fc_e") as url:
         yield url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Any]:
+    """A Store (the collector's writer) on a fresh database."""
+    from collector.migrate import backend_of
+    from collector.store import Store
+    conn = psycopg.connect(db_url)
+    backend = backend_of(conn)
+    conn.commit()
+    yield Store(conn, backend)
+    conn.close()
 
 
 # ---------------------------------------------------------------- MQTT

@@ -7,29 +7,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from agent import wire
 from api.app import create_app
 from collector import maintenance
-from collector.migrate import backend_of
 from collector.store import Batch, Store
 
 ORIGIN = wire.Origin("acme", "hq", "gw1")
 NOW = 1_700_000_000.0
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    conn = psycopg.connect(db_url)
-    backend = backend_of(conn)
-    conn.commit()
-    yield Store(conn, backend)
-    conn.close()
 
 
 def query(store: Store, sql: str, *params: object) -> list[tuple]:

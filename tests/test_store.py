@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from agent import wire
 from collector import maintenance
-from collector.migrate import POSTGRES, backend_of
+from collector.migrate import POSTGRES
 from collector.store import Batch, Rejected, Store
 
 ORIGIN = wire.Origin("acme", "hq", "gw1")
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    conn = psycopg.connect(db_url)
-    backend = backend_of(conn)
-    conn.commit()
-    yield Store(conn, backend)
-    conn.close()
 
 
 def telemetry(seq: int, ts: float, values: dict[str, float], device: str = "host") -> wire.Telemetry:
