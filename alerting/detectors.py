@@ -212,7 +212,7 @@ class TrendDetector(_Base):
                  window_h: float = 12.0, min_samples: int = 10, min_span_h: float = 2.0,
                  info_within_h: float | None = None, warning_within_h: float | None = None,
                  critical_within_h: float | None = None, clear_factor: float = 1.5, noise_ratio: float = 3.0,
-                 enabled: bool = True, **words: Any) -> None:
+                 eval_every_s: float = 0.0, enabled: bool = True, **words: Any) -> None:
         super().__init__(series, **words)
         self.limit = limit
         self.sign = 1.0 if direction == "above" else -1.0
@@ -226,6 +226,10 @@ class TrendDetector(_Base):
         self.noise_ratio = noise_ratio
         self.points: deque[tuple[float, float]] = deque()
         self.current: str | None = None
+        # the forecast is O(n²): re-forecast at most every `eval_every_s` of event time (the line
+        # over hours of data barely moves in a few minutes), so a fleet's worth of series stays cheap
+        self.eval_every = eval_every_s
+        self.last_eval = -math.inf
 
     def _thinned(self) -> list[tuple[float, float]]:
         pts = list(self.points)
@@ -268,6 +272,9 @@ class TrendDetector(_Base):
         self.points.append((ts, float(value)))
         while self.points and self.points[0][0] < ts - self.window:
             self.points.popleft()
+        if ts - self.last_eval < self.eval_every:
+            return []
+        self.last_eval = ts
         fc = self.forecast(ts)
         if fc is None:
             return []
@@ -441,10 +448,62 @@ class RebootDetector(_Base):
                             previous_ts=pts, boot_ts=boot)]
 
 
+# ---------------------------------------------------------------- flapping
+
+
+class FlapDetector(_Base):
+    """A two-state series (a port's oper status, a link) changing state `min_changes` times within
+    `window_s`: each change alone is news, their repetition is a fault (a bad cable, a failing
+    transceiver, a duplex mismatch). Cleared after `quiet_s` without a change."""
+
+    name = "flap"
+
+    def __init__(self, series: str, *, window_s: float = 3600.0, min_changes: int = 4, quiet_s: float = 3600.0,
+                 severity: str = "warning", enabled: bool = True, **words: Any) -> None:
+        super().__init__(series, **words)
+        self.window = window_s
+        self.min_changes = min_changes
+        self.quiet = quiet_s
+        self.severity = severity
+        self.last_value: float | None = None
+        self.changes: deque[float] = deque()
+        self.active = False
+
+    def update(self, ts: float, value: float) -> list[Alarm]:
+        if not self._fresh(ts):
+            return []
+        x = float(value)
+        if self.last_value is not None and x != self.last_value:
+            self.changes.append(ts)
+        self.last_value = x
+        while self.changes and self.changes[0] < ts - self.window:
+            self.changes.popleft()
+        if not self.active and len(self.changes) >= self.min_changes:
+            self.active = True
+            span = ts - self.changes[0]
+            return [self._alarm(self.severity, RAISED, ts,
+                                f"{self.title} flapping: {len(self.changes)} state changes in "
+                                f"{duration_words(max(span, 1.0))}, now {self._value(x)}",
+                                changes=list(self.changes), window_s=self.window, value=x)]
+        last_change = self.changes[-1] if self.changes else None
+        if self.active and (last_change is None or ts - last_change >= self.quiet):
+            self.active = False
+            return [self._alarm(self.severity, CLEARED, ts,
+                                f"{self.title} stable again: {self._value(x)}, no change for "
+                                f"{duration_words(self.quiet)}", value=x)]
+        return []
+
+
+def is_active(detector: _Base) -> bool:
+    """Whether a detector holds a raised alarm now (after replaying history, say)."""
+    return bool(getattr(detector, "current", None) or getattr(detector, "active", False))
+
+
 # ---------------------------------------------------------------- from policies
 
 DETECTOR_CLASSES = {cls.name: cls for cls in
-                    (ThresholdDetector, TrendDetector, FlatlineDetector, RateDetector, RebootDetector)}
+                    (ThresholdDetector, TrendDetector, FlatlineDetector, RateDetector, RebootDetector,
+                     FlapDetector)}
 assert set(DETECTOR_CLASSES) == set(DEFAULTS)
 
 

@@ -10,7 +10,7 @@ The files in alerting/data/policies/*.toml hold layers, from general to specific
 
 Inside each, a metric may carry `title` and `unit` (for alarm texts), `value_words` (words for
 values such as on_battery = 1), and one table per detector (threshold, trend, flatline, rate,
-reboot) with its parameters. A metric may also be named with its labels, quoted:
+reboot, flap) with its parameters. A metric may also be named with its labels, quoted:
 `"disk_used_percent{mount=/boot}"`; within a layer that beats the bare name. The most specific
 layer wins, field by field; `enabled = false` switches a detector off. The loader checks every
 field once and names the file and field of anything wrong.
@@ -67,22 +67,25 @@ DETECTORS: dict[str, dict[str, str]] = {
     "trend": {"enabled": "bool", "direction": "direction", "limit": "num", "limit_words": "str",
               "window_h": "pos", "min_samples": "count", "min_span_h": "nonneg",
               "info_within_h": "pos", "warning_within_h": "pos", "critical_within_h": "pos",
-              "clear_factor": "pos", "noise_ratio": "nonneg"},
+              "clear_factor": "pos", "noise_ratio": "nonneg", "eval_every_s": "nonneg"},
     "flatline": {"enabled": "bool", "min_samples": "count", "min_duration_s": "nonneg", "tolerance": "nonneg",
                  "severity": "severity"},
     "rate": {"enabled": "bool", "learning_rows": "count", "history_rows": "count", "threshold": "pos",
              "suppress_rows": "count", "min_value": "num", "quiet_s": "nonneg", "severity": "severity"},
     "reboot": {"enabled": "bool", "severity": "severity"},
+    "flap": {"enabled": "bool", "window_s": "pos", "min_changes": "count", "quiet_s": "nonneg",
+             "severity": "severity"},
 }
 #: Defaults for parameters a policy leaves out.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "threshold": {"enabled": True, "direction": "above", "hysteresis": 0.0, "min_duration_s": 0.0},
     "trend": {"enabled": True, "direction": "above", "window_h": 12.0, "min_samples": 10, "min_span_h": 2.0,
-              "clear_factor": 1.5, "noise_ratio": 3.0},
+              "clear_factor": 1.5, "noise_ratio": 3.0, "eval_every_s": 300.0},
     "flatline": {"enabled": True, "min_samples": 10, "min_duration_s": 3600.0, "tolerance": 0.0,
                  "severity": "warning"},
     "rate": {"enabled": True, "min_value": 0.0, "quiet_s": 1800.0, "severity": "warning"},
     "reboot": {"enabled": True, "severity": "info"},
+    "flap": {"enabled": True, "window_s": 3600.0, "min_changes": 4, "quiet_s": 3600.0, "severity": "warning"},
 }
 METRIC_FIELDS = {"title": "str", "unit": "str"}
 

@@ -16,7 +16,7 @@ from api import errors
 from api.models import Health
 from agent import wire
 from api.commands import Commander
-from api.routes import devices, diagnostics, fleet
+from api.routes import alarms, devices, diagnostics, fleet
 from collector.config import MqttSection
 
 
@@ -45,6 +45,7 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
                               "status and metric history.")
     errors.install(app)
     app.include_router(devices.router)
+    app.include_router(alarms.router)
     app.include_router(fleet.router)
     app.include_router(diagnostics.router)
 

@@ -39,6 +39,9 @@ class DevicePublic(BaseModel):
     last_seen: datetime | None
     attrs: dict[str, Any]
     metrics: dict[str, LatestValue] = Field(description="Latest value of every series, by series key")
+    health: float | None = Field(None, description="Health score 0–100 (None until first computed); "
+                                                   "see /devices/{id}/health for why")
+    open_alarms: int = Field(0, description="Active alarms on the device")
 
 
 class EventPublic(BaseModel):
@@ -146,6 +149,68 @@ class DiagnosticPublic(BaseModel):
     error: str | None
     result: Any
     finished_at: datetime | None
+
+
+AlarmSeverity = Literal["info", "warning", "critical"]
+AlarmState = Literal["active", "cleared"]
+
+
+class AlarmChange(BaseModel):
+    time: datetime = Field(description="Event time of the change")
+    change: Literal["raised", "severity_changed", "cleared"]
+    severity: AlarmSeverity
+    text: str
+    evidence: dict[str, Any]
+
+
+class AlarmPublic(BaseModel):
+    id: int
+    device_id: int | None = Field(description="None for an alarm on a whole site agent")
+    device: str | None = Field(description="Device name")
+    agent_id: int
+    customer: str
+    site: str
+    agent: str
+    series: str = Field(description="Series key watched ('' for device-level findings)")
+    detector: str = Field(description="threshold, trend, rate, flatline, flap, reboot, silence, trap, snmp, "
+                                      "agent_offline")
+    severity: AlarmSeverity
+    state: AlarmState
+    opened_at: datetime = Field(description="Event time of the sample or event that raised it")
+    updated_at: datetime
+    cleared_at: datetime | None
+    text: str = Field(description="What was found, on what evidence, in words")
+    clear_text: str | None
+    evidence: dict[str, Any] = Field(description="Values, window, expected range or forecast behind the text")
+    received_at: datetime | None = Field(description="When the collector received the deciding message")
+    decided_at: datetime = Field(description="When the server decided")
+
+
+class AlarmDetail(AlarmPublic):
+    history: list[AlarmChange]
+
+
+class AlarmList(Page):
+    items: list[AlarmPublic]
+
+
+class HealthPart(BaseModel):
+    signal: str = Field(description="alarm, forecast, reboots, repeats, inspection, warranty, age")
+    points: float = Field(description="Points this signal costs")
+    text: str
+
+
+class HealthPoint(BaseModel):
+    time: datetime
+    score: float
+
+
+class DeviceHealth(BaseModel):
+    device_id: int
+    score: float | None = Field(description="0–100; None before the first computation")
+    at: datetime | None = Field(description="Event time the score was computed for")
+    breakdown: list[HealthPart]
+    history: list[HealthPoint] = Field(description="Stored scores in the range, oldest first")
 
 
 class Health(BaseModel):

@@ -84,6 +84,20 @@ class CollectorSection:
 
 
 @dataclass
+class AlertingSection:
+    #: Run the detectors on what the collector stores (in the collector's process).
+    enabled: bool = True
+    #: Hours of stored samples replayed into a device's detectors when the process first meets it.
+    warmup_h: float = 24.0
+    #: Folder of detector policy files (*.toml); empty: the shipped alerting/data/policies.
+    policies_dir: str = ""
+
+    def validate(self) -> None:
+        if self.warmup_h < 0:
+            raise ValueError("alerting.warmup_h must be ≥ 0")
+
+
+@dataclass
 class ApiSection:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -94,6 +108,7 @@ class ServerConfig:
     database: DatabaseSection = field(default_factory=DatabaseSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     collector: CollectorSection = field(default_factory=CollectorSection)
+    alerting: AlertingSection = field(default_factory=AlertingSection)
     api: ApiSection = field(default_factory=ApiSection)
 
 

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
@@ -22,7 +23,7 @@ from paho.mqtt.properties import Properties
 from agent import mqtt, wire
 from collector.config import ServerConfig
 from collector.migrate import backend_of
-from collector.store import Batch, Rejected, Store
+from collector.store import Batch, Rejected, Store, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,15 @@ def _estimate_samples(item: Inbound) -> int:
     return max(1, len(item.payload) // 25)
 
 
+#: Called with every committed write and the wall time its oldest message was received.
+Listener = Callable[[WriteResult, float], None]
+
+
 class Collector:
-    def __init__(self, config: ServerConfig, *, protocol: int = mqtt.MQTTv5) -> None:
+    def __init__(self, config: ServerConfig, *, protocol: int = mqtt.MQTTv5,
+                 listeners: list[Listener] | None = None) -> None:
         self.config = config
+        self.listeners = list(listeners or [])
         self.protocol = protocol
         self.prefix = config.mqtt.topic_prefix
         self.stats = Stats()
@@ -160,7 +167,7 @@ class Collector:
         conn.commit()
         return Store(conn, backend, stale_intervals=self.config.collector.stale_intervals)
 
-    def _write(self, batch: Batch, stop: threading.Event) -> bool:
+    def _write(self, batch: Batch, stop: threading.Event, received: float | None = None) -> bool:
         """Write with back-off while the database is unreachable; True once stored, False on stop.
 
         Only connection failures are retried as they are. Any other database error is about the
@@ -191,7 +198,16 @@ class Collector:
             self.stats.samples_received += result.received
             self.stats.samples_stored += result.stored
             self.stats.duplicates += result.duplicates
+            self._tell(result, received)
             return True
+
+    def _tell(self, result: WriteResult, received: float | None) -> None:
+        """Hand a committed write to the listeners; one that fails costs a log line, never the ingest."""
+        for listener in self.listeners:
+            try:
+                listener(result, received if received is not None else time.time())
+            except Exception:
+                log.exception("a listener failed on a stored batch")
 
     def _connection_lost(self, exc: psycopg.OperationalError) -> bool:
         """A lost or refused connection (retry as is), as opposed to an error about the data that
@@ -224,7 +240,7 @@ class Collector:
         for item in items:
             self.classify(item, batch, now)
         try:
-            return self._write(batch, stop)
+            return self._write(batch, stop, min(i.received for i in items))
         except Exception as exc:  # anything but a lost connection: one message may be the cause
             log.error("batch of %d messages failed to store (%s); retrying them one by one",
                       len(items), _first_line(exc))
@@ -251,7 +267,7 @@ class Collector:
             single = Batch()
             self.classify(item, single, time.time())
             try:
-                if not self._write(single, stop):
+                if not self._write(single, stop, item.received):
                     return False
             except Exception as exc:  # the database (or our code) refuses this message: keep it aside
                 detail = _first_line(exc)

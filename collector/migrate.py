@@ -50,6 +50,7 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "device-state", lambda db: {"*": _sql("003_device_state.sql")}),
     Migration(4, "delivery", lambda db: {"*": _sql("004_delivery.sql")}),
     Migration(5, "diagnostics", lambda db: {"*": _sql("005_diagnostics.sql")}),
+    Migration(6, "alarms-health", lambda db: {"*": _sql("006_alarms.sql")}),
 ]
 
 LATEST = MIGRATIONS[-1].version

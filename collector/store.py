@@ -78,8 +78,13 @@ class Batch:
 
 @dataclass
 class WriteResult:
+    """What a committed batch held, for the counters and for whoever listens (the detection worker)."""
+
     received: int
     stored: int
+    rows: list[tuple[float, int, int, float]] = field(default_factory=list)  # (ts, device, series id, value)
+    events: list[tuple[int, wire.Event]] = field(default_factory=list)  # (device id, event)
+    births: set[int] = field(default_factory=set)  # agents whose birth (devices, kinds) just arrived
 
     @property
     def duplicates(self) -> int:
@@ -141,8 +146,10 @@ class Store:
     def _write(self, batch: Batch) -> WriteResult:
         conn = self.conn
         registry = self.registry
+        births = set()
         for birth in batch.births:
             registry.apply_birth(conn, birth)
+            births.add(registry.agent_id(conn, birth.origin))
         rows: list[tuple[float, int, int, float]] = []
         per_agent: dict[int, list[int]] = {}
         newest: dict[int, float] = {}  # device → its newest sample time in this batch
@@ -175,8 +182,11 @@ class Store:
             conn.execute("UPDATE agents SET messages = messages + %s, samples = samples + %s, "
                          "last_seq = greatest(last_seq, %s), last_seen = now() WHERE id = %s",
                          (messages, samples, seq, agent))
+        events_out: list[tuple[int, wire.Event]] = []
         for events in batch.events:
             registry.apply_events(conn, events)
+            agent = registry.agent_id(conn, events.origin)
+            events_out.extend((registry.device_id(conn, agent, e.device), e) for e in events.events)
         for result in batch.results:
             registry.apply_result(conn, result)
         for status in batch.statuses:
@@ -187,7 +197,7 @@ class Store:
             conn.execute("INSERT INTO rejected_messages (topic, reason, detail, size, payload) "
                          "VALUES (%s, %s, %s, %s, %s)",
                          (r.topic[:1000], r.reason, r.detail[:2000], len(r.payload), r.payload[:4096]))
-        return WriteResult(len(rows), stored)
+        return WriteResult(len(rows), stored, rows, events_out, births)
 
     def _record_sequences(self, batch: Batch) -> None:
         """Which (boot, seq) of each agent arrived: the API counts the gaps."""

@@ -63,7 +63,15 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
     """Run the chosen parts in this process until a signal; returns the exit code."""
     stop = threading.Event()
     _install_stop(stop)
+    policies = None
     try:
+        if collector and cfg.alerting.enabled:  # a wrong policy file stops start-up, naming file and field
+            from alerting.event_rules import load_event_rules
+            from alerting.policies import DEFAULT_DIR, PolicyError, load_policies
+            try:
+                policies = (load_policies(cfg.alerting.policies_dir or DEFAULT_DIR), load_event_rules())
+            except PolicyError as exc:
+                raise StartupError(str(exc)) from None
         info = wait_and_migrate(cfg, stop)
         log.info("schema at version %s on %s", info["to"], info["backend"])
         protocol = negotiate(cfg, stop) if collector else None
@@ -73,7 +81,16 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
     threads: list[threading.Thread] = []
     if collector:
         from collector.ingest import Collector
-        col = Collector(cfg, protocol=protocol)
+        listeners = []
+        if policies is not None:
+            from alerting.worker import DetectionWorker
+            worker = DetectionWorker(cfg.database.url, warmup_h=cfg.alerting.warmup_h, policies=policies[0],
+                                     rules=policies[1])
+            listeners.append(worker.submit)
+            w = threading.Thread(target=worker.run, args=(stop,), name="detection", daemon=True)
+            w.start()
+            threads.append(w)
+        col = Collector(cfg, protocol=protocol, listeners=listeners)
         t = threading.Thread(target=col.run, args=(stop,), name="collector", daemon=True)
         t.start()
         threads.append(t)

@@ -48,7 +48,7 @@ FAULT_TARGETS = {"disk_filling": ("server",), "temperature_creep": ("server", "s
 #: Levels a customer notices: (metric base name, comparison, value). Benign behaviour stays short of them.
 FAULT_LEVELS: dict[str, tuple[str, str, float]] = {
     "disk_filling": ("disk_used_percent", ">=", 100.0),
-    "memory_leak": ("memory_used_percent", ">=", 98.0),
+    "memory_leak": ("mem_used_percent", ">=", 98.0),
     "temperature_creep": ("temperature_celsius", ">=", 80.0),
     "fan_failure": ("temperature_celsius", ">=", 80.0),
     "interface_errors": ("if_in_errors_per_s", ">=", 10.0),
@@ -57,7 +57,7 @@ FAULT_LEVELS: dict[str, tuple[str, str, float]] = {
 
 METRICS = {
     "cpu_percent": ("%", "gauge", "CPU utilisation"),
-    "memory_used_percent": ("%", "gauge", "Memory in use"),
+    "mem_used_percent": ("%", "gauge", "Memory in use"),
     "disk_used_percent": ("%", "gauge", "Share of a file system in use, label mount"),
     "disk_write_bps": ("B/s", "gauge", "Bytes written to disk per second"),
     "temperature_celsius": ("°C", "gauge", "Chassis temperature"),
@@ -73,7 +73,7 @@ METRICS = {
     "battery_temperature_celsius": ("°C", "gauge", "Battery temperature"),
 }
 KIND_METRICS = {
-    "server": ("cpu_percent", "memory_used_percent", "disk_used_percent", "disk_write_bps",
+    "server": ("cpu_percent", "mem_used_percent", "disk_used_percent", "disk_write_bps",
                "temperature_celsius", "fan_rpm", "uptime_seconds"),
     "switch": ("cpu_percent", "temperature_celsius", "fan_rpm", "if_in_bps", "if_in_errors_per_s",
                "if_oper_up", "uptime_seconds"),
@@ -295,7 +295,7 @@ def _metrics(dev: SimDevice, ts: float, rng: random.Random, active: list[Episode
         disk = b["disk"] + 2 * (ts % DAY) / DAY + g(0, 0.02)
         if (e := by_kind.get("disk_filling")):
             disk += (100 - b["disk"]) * _progress(ts, e)
-        m["memory_used_percent"] = min(max(mem, 0.0), 100.0)
+        m["mem_used_percent"] = min(max(mem, 0.0), 100.0)
         m[DISK] = min(max(disk, 0.0), 100.0)
         m["disk_write_bps"] = max(0.0, 2e6 + 8e6 * load + g(0, 3e5) + (1.5e8 if backup else 0.0))
     if dev.kind == "switch":

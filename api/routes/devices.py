@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 import psycopg
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import db
 from api.errors import BadRequest, NotFound
-from api.models import DeviceList, DevicePublic, DeviceStatus, ErrorBody, EventPublic, SeriesPoint, SeriesPublic
+from api.models import DeviceHealth, DeviceList, DevicePublic, DeviceStatus, ErrorBody, EventPublic, SeriesPoint, SeriesPublic
 from api.timeparams import parse_step, time_range
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
@@ -18,7 +19,8 @@ Conn = Annotated[psycopg.AsyncConnection, Depends(db)]
 
 _SELECT = """
 SELECT d.id, d.key, d.name, d.kind, d.status, d.status_detail, d.status_since, d.last_seen, d.attrs,
-       c.key AS customer, s.key AS site, a.key AS agent,
+       c.key AS customer, s.key AS site, a.key AS agent, d.health,
+       (SELECT count(*) FROM alarms al WHERE al.device_id = d.id AND al.state = 'active') AS open_alarms,
        coalesce((SELECT jsonb_object_agg(se.key, jsonb_build_object(
                     'value', lv.value, 'time', lv.time, 'unit', coalesce(mc.unit, '')))
                  FROM latest_values lv JOIN series se ON se.id = lv.series_id
@@ -35,6 +37,7 @@ WHERE (%(customer)s::text IS NULL OR c.key = %(customer)s)
   AND (%(site)s::text IS NULL OR s.key = %(site)s)
   AND (%(status)s::text IS NULL OR d.status = %(status)s)
   AND (%(kind)s::text IS NULL OR d.kind = %(kind)s)
+  AND (%(health_below)s::float8 IS NULL OR d.health < %(health_below)s)
 """
 
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "No such device"}}
@@ -47,10 +50,12 @@ async def list_devices(
     site: Annotated[str | None, Query(description="Site key")] = None,
     status: Annotated[DeviceStatus | None, Query()] = None,
     kind: Annotated[str | None, Query(description="host, switch, ups, …")] = None,
+    health_below: Annotated[float | None, Query(ge=0, le=101, description="Only devices with a health score "
+                                                                         "below this")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    params = {"customer": customer, "site": site, "status": status, "kind": kind,
+    params = {"customer": customer, "site": site, "status": status, "kind": kind, "health_below": health_below,
               "limit": limit, "offset": offset}
     total = await (await conn.execute(
         "SELECT count(*) AS n FROM devices d JOIN agents a ON a.id = d.agent_id "
@@ -136,3 +141,23 @@ async def list_events(
         "SELECT id, time, kind, severity, text, detail FROM device_events "
         "WHERE device_id = %(d)s AND (%(k)s::text IS NULL OR kind = %(k)s) ORDER BY time DESC, id DESC "
         "LIMIT %(n)s", {"d": device_id, "k": kind, "n": limit})).fetchall()
+
+
+@router.get("/{device_id}/health", response_model=DeviceHealth, responses=_NOT_FOUND,
+            summary="A device's health score, what it is made of, and its history")
+async def get_health(
+    conn: Conn,
+    device_id: int,
+    start: Annotated[str | None, Query(description="RFC 3339 or epoch seconds; default end − 30 days")] = None,
+    end: Annotated[str | None, Query(description="RFC 3339 or epoch seconds; default now")] = None,
+) -> dict[str, Any]:
+    row = await (await conn.execute("SELECT health, health_breakdown, health_at FROM devices WHERE id = %s",
+                                    (device_id,))).fetchone()
+    if row is None:
+        raise NotFound(f"device {device_id}")
+    start_t, end_t = time_range(start, end, timedelta(days=30))
+    history = await (await conn.execute(
+        "SELECT time, score FROM health_scores WHERE device_id = %s AND time >= %s AND time < %s "
+        "ORDER BY time LIMIT 20000", (device_id, start_t, end_t))).fetchall()
+    return {"device_id": device_id, "score": row["health"], "at": row["health_at"],
+            "breakdown": row["health_breakdown"], "history": history}

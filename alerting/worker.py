@@ -1,0 +1,263 @@
+"""The detection worker: what the collector committed goes through the engine; findings become alarms,
+alarms move health scores. One thread with its own database connection, beside the collector.
+
+Why a thread and a queue rather than detection inside the collector's transaction: ingest keeps its
+speed, and a slow detector never holds back acknowledgements. The queue is bounded: when detection
+falls behind, the collector waits (back-pressure) rather than anything being dropped.
+
+After a restart the engine's memory is rebuilt per device on first sight, from the device's stored
+samples of the last `warmup_h` hours (findings of that replay are not stored again), then
+reconciled with the open alarms: an alarm whose condition is gone is cleared, one the replay shows
+still standing stays open. A sample committed just before a crash but never seen by the engine is in
+that replay, so nothing is missed for long.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import psycopg
+
+from alerting import alarms, health, liveness
+from alerting.detectors import CLEARED, RAISED, SEVERITY_CHANGED, Alarm
+from alerting.engine import DetectionEngine, DeviceContext, Finding
+from alerting.event_rules import EventRules, load_event_rules
+from alerting.policies import Policies, load_policies
+from collector.store import WriteResult
+
+log = logging.getLogger(__name__)
+
+SERIES_DETECTORS = ("threshold", "trend", "flatline", "rate", "flap")
+HEALTH_EVERY_S = 3600.0  # event time between two stored scores of a device whose score did not change
+
+
+def _ts(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class DetectionWorker:
+    def __init__(self, database_url: str, *, policies: Policies | None = None, rules: EventRules | None = None,
+                 warmup_h: float = 24.0, queue_max: int = 1000, sweep_s: float = 5.0) -> None:
+        self.database_url = database_url
+        self.rules = rules or load_event_rules()
+        self.engine = DetectionEngine(policies or load_policies(), self.rules)
+        self.warmup_s = warmup_h * 3600.0
+        self.sweep_s = sweep_s
+        self.inbox: queue.Queue[tuple[WriteResult, float]] = queue.Queue(maxsize=queue_max)
+        self.series: dict[int, str] = {}
+        self.health_at: dict[int, tuple[float, float]] = {}  # device → (event time, score) last stored
+        self.conn: psycopg.Connection | None = None
+        self.processed = 0
+        self.findings = 0
+        self.idle = threading.Event()  # set when the inbox is empty and everything taken is stored
+
+    # ------------------------------------------------------------ collector side
+
+    def submit(self, result: WriteResult, received: float) -> None:
+        """The collector's listener: blocks while the inbox is full (back-pressure, never a drop)."""
+        if result.rows or result.events or result.births:
+            self.idle.clear()
+            self.inbox.put((result, received))
+
+    # ------------------------------------------------------------ the thread
+
+    def run(self, stop: threading.Event) -> None:
+        next_sweep = 0.0
+        held: tuple[WriteResult, float] | None = None
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                if held is None:
+                    try:
+                        held = self.inbox.get(timeout=0.2)
+                    except queue.Empty:
+                        held = None
+                conn = self._connection()
+                if held is not None:
+                    self.process(conn, *held)
+                    held = None
+                    self.processed += 1
+                if time.monotonic() >= next_sweep:
+                    self.sweep(conn)
+                    next_sweep = time.monotonic() + self.sweep_s
+                if held is None and self.inbox.empty():
+                    self.idle.set()
+                delay = 0.5
+            except psycopg.OperationalError as exc:
+                log.error("detection: database unavailable (%s); retrying in %.0f s",
+                          str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer", delay)
+                self._drop()
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception:
+                # a bug on one batch must not stop detection for the fleet: log it, skip that batch
+                log.exception("detection failed on a batch; skipping it")
+                self._drop()
+                held = None
+        self._drop()
+
+    def _connection(self) -> psycopg.Connection:
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg.connect(self.database_url, autocommit=False, connect_timeout=5)
+        return self.conn
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+    # ------------------------------------------------------------ one batch
+
+    def process(self, conn: psycopg.Connection, result: WriteResult, received: float) -> list[Finding]:
+        """Judge one committed write; store the findings and the health scores they move."""
+        if result.births:
+            for device_id, state in list(self.engine.devices.items()):
+                if state.ctx.agent_id in result.births:
+                    self._load_contexts(conn, [device_id])  # kind, name or interval may have changed
+        per_device: dict[int, list[tuple[float, str, float]]] = defaultdict(list)
+        missing_series = {r[2] for r in result.rows if r[2] not in self.series}
+        if missing_series:
+            for sid, key in conn.execute("SELECT id, key FROM series WHERE id = ANY(%s)", (list(missing_series),)):
+                self.series[sid] = key
+        for ts, device, sid, value in result.rows:
+            per_device[device].append((ts, self.series[sid], value))
+        new = [d for d in {*per_device, *(d for d, _ in result.events)} if not self.engine.knows(d)]
+        findings: list[Finding] = []
+        if new:
+            self._load_contexts(conn, new)
+            findings += self._warm_up(conn, {d: min((p[0] for p in per_device.get(d, [])), default=time.time())
+                                             for d in new if self.engine.knows(d)})
+        agents = set()
+        for device, points in per_device.items():
+            if not self.engine.knows(device):
+                continue
+            findings += self.engine.samples(device, points)
+            state = self.engine.devices[device]
+            agents.add(state.ctx.agent_id)
+            if state.last_ts is not None:
+                findings += self.engine.expire_traps(device, state.last_ts)
+        for device, event in result.events:
+            if self.engine.knows(device):
+                findings += self.engine.event(device, event)
+        for agent in agents:
+            findings += self.engine.silence_check(agent)
+        with conn.transaction():
+            changed = alarms.apply(conn, findings, received)
+            due = set(changed) | {d for d in per_device if self.engine.knows(d) and self._health_due(d)}
+            if new:
+                due |= {d for d in new if self.engine.knows(d)}
+            self.refresh_health(conn, due)
+        self.findings += len(findings)
+        return findings
+
+    def sweep(self, conn: psycopg.Connection) -> list[Finding]:
+        """Agent loss and SNMP states (wall clock), as alarms."""
+        with conn.transaction():
+            findings = liveness.sweep(conn, self.rules)
+            changed = alarms.apply(conn, findings)
+            self.refresh_health(conn, changed)
+        return findings
+
+    # ------------------------------------------------------------ devices met for the first time
+
+    def _load_contexts(self, conn: psycopg.Connection, device_ids: list[int]) -> None:
+        for row in conn.execute(
+                "SELECT d.id, d.agent_id, d.key, d.name, d.kind, c.key, s.key, "
+                "  coalesce((d.attrs->>'interval_s')::float8, a.interval_s, 60) "
+                "FROM devices d JOIN agents a ON a.id = d.agent_id JOIN sites s ON s.id = a.site_id "
+                "JOIN customers c ON c.id = coalesce(d.customer_id, s.customer_id) WHERE d.id = ANY(%s)",
+                (device_ids,)):
+            self.engine.add_device(DeviceContext(*row[:7], float(row[7] or 60.0)))
+
+    def _warm_up(self, conn: psycopg.Connection, until: dict[int, float]) -> list[Finding]:
+        """Replay each new device's recent history into its detectors; reconcile with its open alarms."""
+        if not until:
+            return []
+        ids = list(until)
+        history: dict[int, list[tuple[float, str, float]]] = defaultdict(list)
+        for device, ts, key, value in conn.execute(
+                "SELECT s.device_id, extract(epoch FROM s.time)::float8, se.key, s.value "
+                "FROM unnest(%s::int4[], %s::timestamptz[]) AS w(device_id, until) "
+                "JOIN samples s ON s.device_id = w.device_id AND s.time < w.until "
+                "  AND s.time >= w.until - make_interval(secs => %s) "
+                "JOIN series se ON se.id = s.series_id",
+                (ids, [_ts(until[d]) for d in ids], self.warmup_s)):
+            history[device].append((ts, key, value))
+        out: list[Finding] = []
+        for device in ids:
+            replayed = self.engine.samples(device, history.get(device, [])) if history.get(device) else []
+            last: dict[tuple[str, str], Finding] = {}
+            for f in replayed:
+                last[(f.alarm.series, f.alarm.detector)] = f
+            standing = self.engine.active_series_alarms(device)
+            for key in standing:
+                f = last.get(key)
+                if f is not None and f.alarm.state in (RAISED, SEVERITY_CHANGED):
+                    out.append(f)  # an upsert: changes nothing when the database already has it
+            state = self.engine.devices[device]
+            for series, detector, changed_at in alarms.active_for_device(conn, device):
+                if detector in SERIES_DETECTORS and (series, detector) not in standing:
+                    out.append(Finding(Alarm(detector, "info", CLEARED, series, state.last_ts or changed_at,
+                                             f"{state.ctx.name}: condition no longer present (detectors rebuilt "
+                                             f"from the last {self.warmup_s / 3600:.0f} h after a restart)"),
+                                       state.ctx.agent_id, device))
+                elif detector == "trap":
+                    self.engine.restore_trap(device, series, changed_at)
+                elif detector == "silence":
+                    state.silent = True  # cleared by the next sample
+        return out
+
+    # ------------------------------------------------------------ health
+
+    def _health_due(self, device: int) -> bool:
+        state = self.engine.devices[device]
+        stored = self.health_at.get(device)
+        return state.last_ts is not None and (stored is None or state.last_ts - stored[0] >= HEALTH_EVERY_S)
+
+    def refresh_health(self, conn: psycopg.Connection, devices: set[int]) -> None:
+        """Recompute, store on the device and as a point of its health series (when it moved, or hourly)."""
+        if not devices:
+            return
+        ids = sorted(devices)
+        now_of = {d: (self.engine.devices[d].last_ts if d in self.engine.devices and self.engine.devices[d].last_ts
+                      else time.time()) for d in ids}
+        signals = {d: health.Signals(now=now_of[d]) for d in ids}
+        for device, detector, severity, series, text, hours in conn.execute(
+                "SELECT device_id, detector, severity, series, text, "
+                "  (evidence->'forecast'->>'hours_left')::float8 FROM alarms "
+                "WHERE device_id = ANY(%s) AND state = 'active'", (ids,)):
+            signals[device].alarms.append(health.OpenAlarm(detector, severity, series, text, hours))
+        w = health.weights()
+        for device, reboots, raised in conn.execute(
+                "SELECT a.device_id, "
+                "  count(*) FILTER (WHERE a.detector = 'reboot' AND a.opened_at >= w.now - make_interval(days => %s)), "
+                "  count(*) FILTER (WHERE a.detector <> 'reboot' AND a.opened_at >= w.now - make_interval(days => %s)) "
+                "FROM unnest(%s::int4[], %s::timestamptz[]) AS w(device_id, now) "
+                "JOIN alarms a ON a.device_id = w.device_id AND a.opened_at <= w.now GROUP BY a.device_id",
+                (w["reboots"]["window_days"], w["repeats"]["window_days"], ids, [_ts(now_of[d]) for d in ids])):
+            signals[device].reboots, signals[device].raised = int(reboots), int(raised)
+        for device, attrs in conn.execute("SELECT id, attrs FROM devices WHERE id = ANY(%s)", (ids,)):
+            s = signals[device]
+            s.warranty_end = health.parse_date(attrs.get("warranty_end"))
+            s.inspection_due = health.parse_date(attrs.get("inspection_due"))
+            s.in_service_since = health.parse_date(attrs.get("acceptance_date") or attrs.get("installed"))
+        for device in ids:
+            score, breakdown = health.compute(signals[device], w)
+            at = now_of[device]
+            conn.execute("UPDATE devices SET health = %s, health_breakdown = %s, health_at = %s WHERE id = %s",
+                         (score, json.dumps(breakdown), _ts(at), device))
+            stored = self.health_at.get(device)
+            if stored is None or stored[1] != score or at - stored[0] >= HEALTH_EVERY_S:
+                conn.execute("INSERT INTO health_scores (device_id, time, score, breakdown) VALUES (%s, %s, %s, %s) "
+                             "ON CONFLICT (device_id, time) DO UPDATE SET score = EXCLUDED.score, "
+                             "breakdown = EXCLUDED.breakdown", (device, _ts(at), score, json.dumps(breakdown)))
+                self.health_at[device] = (at, score)
