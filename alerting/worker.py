@@ -104,7 +104,7 @@ class DetectionWorker:
 
     def _connection(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
-            self.conn = psycopg.connect(self.database_url, autocommit=False, connect_timeout=5)
+            self.conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
         return self.conn
 
     def _drop(self) -> None:
