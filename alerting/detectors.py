@@ -402,7 +402,9 @@ class RateDetector(_Base):
         anomalous = score >= 0.5 and x >= self.min_value
         if anomalous:
             self.last_anomaly = ts
-        if not self.active and alarm and x >= self.min_value:
+        # raised on the first anomalous row worth reporting; the baseline's own alarm flag is not
+        # waited for: its suppression (one NAB alarm per anomaly) may fall on rows below min_value
+        if not self.active and anomalous:
             self.active = True
             lo, hi = expected if expected else (x, x)
             normal = f"normally {self._value(lo)}" if lo == hi else f"normal range {_num(lo)}–{self._value(hi)}"
