@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sites", type=int, default=0, help="sites per customer (default: one per 4 devices)")
     p.add_argument("--start", type=float, help="simulated start, epoch seconds (default: now minus --days)")
     p.add_argument("--fault-rate", type=float, default=0.3, help="share of devices given a fault (0.3)")
+    p.add_argument("--customer-names", metavar="A,B", help="customer keys, comma-separated (default cust-01, …)")
+    p.add_argument("--follow", action="store_true",
+                   help="after the history (--days up to now, at once), go on live in real time until stopped")
     p.add_argument("--mqtt-url", help="broker URL (default: FLEETCARE_MQTT_URL or mqtt://127.0.0.1:1883)")
     p.add_argument("--topic-prefix", default="fleetcare", help="MQTT topic prefix (fleetcare)")
     p.set_defaults(func=cmd_simulate)

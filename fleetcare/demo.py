@@ -31,36 +31,35 @@ def _q(value: str) -> str:
 
 
 def agent_configs(data_dir: Path, mqtt_url: str, database_url: str | None = None) -> list[Path]:
-    """One TOML file per demo agent (written every run, so edits to the fleet file apply). With a
-    database, each agent is enrolled so that remote diagnostics work in the demo too."""
-    spec = fleet()
-    out = []
+    """The host agent's TOML file (written every run, so edits to the fleet file apply). With a
+    database, the agent is enrolled so that remote diagnostics work in the demo too."""
+    host = fleet()["host"]
     agents_dir = data_dir / "agents"
     agents_dir.mkdir(parents=True, exist_ok=True)
-    first = spec["sites"][0]
-    host = {"customer": first["customer"], "site": first["site"], "agent": "demo-host", "devices": [],
-            "host": True}
-    for site in [host] + spec["sites"]:
-        secret = ""
-        if database_url:
-            import psycopg
+    secret = ""
+    if database_url:
+        import psycopg
 
-            from agent import wire
-            from collector.registry import enrol
-            with psycopg.connect(database_url) as conn:
-                secret = enrol(conn, wire.Origin(site["customer"], site["site"], site["agent"]))
-        lines = ["[agent]", f"id = {_q(site['agent'])}", f"customer = {_q(site['customer'])}",
-                 f"site = {_q(site['site'])}", f"interval = {spec['interval']}",
-                 f"data_dir = {_q(str(agents_dir / site['agent']))}",
-                 f"diagnostics_secret = {_q(secret)}", "",
-                 "[mqtt]", f"url = {_q(mqtt_url)}", "",
-                 "[host]", f"enabled = {'true' if site.get('host') else 'false'}", ""]
-        for d in site["devices"]:
-            lines += ["[[simulate.devices]]", f"name = {_q(d['name'])}", f"kind = {_q(d['kind'])}", ""]
-        path = agents_dir / f"{site['agent']}.toml"
-        path.write_text("\n".join(lines))
-        out.append(path)
-    return out
+        from agent import wire
+        from collector.registry import enrol
+        with psycopg.connect(database_url) as conn:
+            secret = enrol(conn, wire.Origin(host["customer"], host["site"], host["agent"]))
+    lines = ["[agent]", f"id = {_q(host['agent'])}", f"customer = {_q(host['customer'])}",
+             f"site = {_q(host['site'])}", f"interval = {host['interval']}",
+             f"data_dir = {_q(str(agents_dir / host['agent']))}", f"diagnostics_secret = {_q(secret)}", "",
+             "[mqtt]", f"url = {_q(mqtt_url)}", "", "[host]", "enabled = true", ""]
+    path = agents_dir / f"{host['agent']}.toml"
+    path.write_text("\n".join(lines))
+    return [path]
+
+
+def simulate_args(data_dir: Path, mqtt_url: str) -> list[str]:
+    """`fleetcare simulate` for the demo's fleet: history up to now at once, then live."""
+    sim = fleet()["simulate"]
+    return ["simulate", "--devices", str(sim["devices"]), "--days", str(sim["days"]),
+            "--interval", str(sim["interval"]), "--seed", str(sim["seed"]),
+            "--customer-names", ",".join(sim["customers"]), "--fault-rate", str(sim["fault_rate"]),
+            "--follow", "--truth", str(data_dir / "simulated-truth.json"), "--mqtt-url", mqtt_url]
 
 
 class Children:
@@ -148,8 +147,8 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
         configs = agent_configs(data_dir, mqtt_url, database_url)
         for path in configs:
             children.spawn(f"agent-{path.stem}", ["agent", "--config", str(path)], env)
-        spec = fleet()
-        simulated = sum(len(s["devices"]) for s in spec["sites"])
+        spec = fleet()["simulate"]
+        children.spawn("simulate", simulate_args(data_dir, mqtt_url), env)
         print("\n".join([
             "",
             "fleetcare demo is running",
@@ -157,8 +156,10 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
             f"  API       {console}api/v1/devices   (OpenAPI: {console}docs)",
             f"  database  {db_line}",
             f"  broker    {broker_line}",
-            f"  fleet     1 agent watching this host + {simulated} simulated devices in "
-            f"{len(spec['sites'])} sites of {len({s['customer'] for s in spec['sites']})} customers",
+            f"  fleet     1 agent watching this host + {spec['devices']} simulated devices of "
+            f"{len(spec['customers'])} customers ({spec['days']} days of history with faults, then live; "
+            f"ground truth in {data_dir / 'simulated-truth.json'})",
+            f"  alarms    {console}api/v1/alarms",
             f"  logs      {children.log_dir}",
             "Press Ctrl-C to stop everything.",
             "",

@@ -94,6 +94,8 @@ class Params:
     sites: int = 0      # sites per customer; 0: one per 4 devices of a customer
     start: float = 0.0  # epoch seconds of simulated start
     fault_rate: float = 0.3
+    names: tuple[str, ...] = ()  # customer keys (default cust-01, cust-02, …)
+    follow_days: float = 0.0  # readings go on this long after `end`, free of faults (the demo's live part)
 
     @property
     def end(self) -> float:
@@ -156,6 +158,10 @@ def plan(params: Params) -> Plan:
     """The fleet, its faults and its benign episodes, decided from the seed alone."""
     if params.devices < 1 or params.days <= 0 or params.interval <= 0:
         raise ValueError("devices, days and interval must be positive")
+    from agent.wire import ID_RE
+    for name in params.names:
+        if not ID_RE.match(name):
+            raise ValueError(f"customer name {name!r}: letters, digits, '.', '_' or '-', at most 64")
     rng = _rng(params.seed, "plan")
     n = params.devices
     customers = params.customers or max(1, math.ceil(n / 12))
@@ -174,8 +180,12 @@ def plan(params: Params) -> Plan:
                     "fan": r.uniform(4000, 6000), "bps": r.uniform(5e7, 3e8),
                     "runtime": r.uniform(2000, 3000), "load": r.uniform(25, 45),
                     "uptime": r.uniform(5, 200) * DAY}
-            devices.append(SimDevice(f"cust-{c + 1:02d}", f"site-{c + 1:02d}-{s + 1}",
-                                     f"agent-{c + 1:02d}-{s + 1}", name, kind, base))
+            if c < len(params.names):
+                who = params.names[c]
+                devices.append(SimDevice(who, f"site-{s + 1}", f"{who}-agent-{s + 1}", name, kind, base))
+            else:
+                devices.append(SimDevice(f"cust-{c + 1:02d}", f"site-{c + 1:02d}-{s + 1}",
+                                         f"agent-{c + 1:02d}-{s + 1}", name, kind, base))
             index += 1
 
     start, end = params.start, params.end
@@ -335,7 +345,7 @@ def generate(p: Plan) -> Iterator[tuple[float, SimDevice, dict[str, float]]]:
         episodes[e.device["device"]].append(e)
     rngs = {d.device: _rng(params.seed, "series", d.device) for d in p.devices}
     boot_at = {d.device: params.start - d.base["uptime"] for d in p.devices}
-    steps = int(round(params.days * DAY / params.interval))
+    steps = int(round((params.days + params.follow_days) * DAY / params.interval))
     for k in range(steps):
         ts = params.start + k * params.interval
         for dev in p.devices:
@@ -366,8 +376,12 @@ def _birth(origin: Origin, devices: list[SimDevice], boot: int, interval: float)
 
 def publish(p: Plan, url: str, prefix: str, *, speed: float | None = None, window: int = 100,
             max_points: int = 200, truth: Path | None = None, username: str | None = None,
-            password: str | None = None, ca_file: str | None = None) -> dict[str, int]:
-    """Send the plan's series through the broker; ``speed`` None means as fast as possible."""
+            password: str | None = None, ca_file: str | None = None, follow: bool = False,
+            stop: Any = None) -> dict[str, int]:
+    """Send the plan's series through the broker; ``speed`` None means as fast as possible.
+
+    ``follow``: readings up to now go at once (history), later ones when the wall clock reaches
+    their time, as a live fleet's would, until ``stop`` (a threading.Event) is set."""
     from agent import mqtt, wire
 
     protocol = mqtt.negotiate_protocol(url, username=username, password=password, ca_file=ca_file, timeout=30)
@@ -415,7 +429,15 @@ def publish(p: Plan, url: str, prefix: str, *, speed: float | None = None, windo
         for ts, dev, metrics in generate(p):
             if ts != last_ts:
                 last_ts = ts
-                if speed:
+                if follow and ts > time.time():
+                    for o in agents:
+                        flush(o)
+                    wait = ts - time.time()
+                    if stop is not None and stop.wait(max(wait, 0)):
+                        break
+                    if stop is None:
+                        time.sleep(max(wait, 0))
+                elif speed and not follow:
                     due = began + (ts - start) / speed
                     wait = due - time.monotonic()
                     if wait > 0:
@@ -444,7 +466,7 @@ def publish(p: Plan, url: str, prefix: str, *, speed: float | None = None, windo
             flush(o)
         for origin in agents:
             send(wire.topic(prefix, origin, wire.STATUS),
-                 wire.encode_status(origin, "offline", boot, p.params.end), retain=True)
+                 wire.encode_status(origin, "offline", boot, last_ts or p.params.end), retain=True)
         while pending:
             info = pending.popleft()
             info.wait_for_publish(timeout=60)
@@ -470,9 +492,10 @@ def run(args: Any) -> int:
     """The `fleetcare simulate` command."""
     import os
     start = args.start if args.start is not None else time.time() - args.days * DAY
+    names = tuple(n for n in (args.customer_names or "").split(",") if n)
     params = Params(devices=args.devices, days=args.days, seed=args.seed, interval=args.interval,
-                    customers=args.customers, sites=args.sites, start=float(round(start)),
-                    fault_rate=args.fault_rate)
+                    customers=args.customers or len(names), sites=args.sites, start=float(round(start)),
+                    fault_rate=args.fault_rate, names=names, follow_days=3650.0 if args.follow else 0.0)
     try:
         the_plan = plan(params)
     except ValueError as exc:
@@ -481,7 +504,18 @@ def run(args: Any) -> int:
         return 2
     url = args.mqtt_url or os.environ.get("FLEETCARE_MQTT_URL") or "mqtt://127.0.0.1:1883"
     speed = None if args.as_fast_as_possible else args.speed
-    counts = publish(the_plan, url, args.topic_prefix, speed=speed, truth=args.truth)
+    stop = None
+    if args.follow:
+        import signal
+        import threading
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        if args.truth:
+            write_truth(the_plan, args.truth)  # a followed run has no end: the truth is known at once
+        print(f"simulating {params.devices} devices: {params.days:g} days of history, then live", flush=True)
+    counts = publish(the_plan, url, args.topic_prefix, speed=speed, truth=args.truth, follow=args.follow,
+                     stop=stop)
     print(f"simulated {params.devices} devices over {params.days:g} days: {len(the_plan.faults)} faults, "
           f"{len(the_plan.benign)} benign episodes, {counts['samples']} samples in {counts['messages']} messages"
           + (f"; truth in {args.truth}" if args.truth else ""))

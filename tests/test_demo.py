@@ -55,8 +55,16 @@ def test_demo_starts_everything_and_stops_everything(tmp_path: Path) -> None:
         banner = (tmp_path / "demo.out").read_text()
         assert f"http://127.0.0.1:{port}/" in banner and "broker" in banner
         descendants = demo.children(recursive=True)
-        assert len(descendants) >= 5  # server, agents, database, broker
+        commands = [" ".join(p.cmdline()) for p in descendants]
+        assert len(descendants) >= 4, commands  # server, host agent, simulated fleet, broker (+ database)
+        assert any("simulate" in c and "--follow" in c for c in commands), commands
         print(f"demo fleet online after {elapsed:.1f} s")
+        # the simulated history's faults are found: alarms and health through the API
+        alarms = wait_until(lambda: (a := _get(f"http://127.0.0.1:{port}/api/v1/alarms?state=active"))["total"]
+                            and a, timeout=90, interval=1, message="alarms from the simulated history")
+        assert all(a["text"] and a["detector"] for a in alarms["items"])
+        healthy = _get(f"http://127.0.0.1:{port}/api/v1/devices?health_below=100")["items"]
+        assert healthy, "a device with an open alarm has a health below 100"
         # the demo enrols its agents: remote diagnostics work out of the box
         agent = next(a for a in _get(f"http://127.0.0.1:{port}/api/v1/agents") if a["key"] == "demo-host")
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/agents/{agent['id']}/diagnostics",
