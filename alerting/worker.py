@@ -56,6 +56,8 @@ class DetectionWorker:
         self.processed = 0
         self.findings = 0
         self.idle = threading.Event()  # set when the inbox is empty and everything taken is stored
+        # judged, not yet stored (the database went away in between): stored first when it is back
+        self.pending: list[tuple[list[Finding], float, set[int]]] = []
 
     # ------------------------------------------------------------ collector side
 
@@ -79,14 +81,17 @@ class DetectionWorker:
                     except queue.Empty:
                         held = None
                 conn = self._connection()
+                self._flush(conn)  # findings judged before an outage first, in order
                 if held is not None:
-                    self.process(conn, *held)
+                    judged = self.judge(conn, *held)  # reads only: an outage here leaves the engine as it was
                     held = None
+                    self.pending.append(judged)
                     self.processed += 1
+                    self._flush(conn)
                 if time.monotonic() >= next_sweep:
                     self.sweep(conn)
                     next_sweep = time.monotonic() + self.sweep_s
-                if held is None and self.inbox.empty():
+                if held is None and not self.pending and self.inbox.empty():
                     self.idle.set()
                 delay = 0.5
             except psycopg.OperationalError as exc:
@@ -118,24 +123,43 @@ class DetectionWorker:
     # ------------------------------------------------------------ one batch
 
     def process(self, conn: psycopg.Connection, result: WriteResult, received: float) -> list[Finding]:
-        """Judge one committed write; store the findings and the health scores they move."""
-        if result.births:
-            for device_id, state in list(self.engine.devices.items()):
-                if state.ctx.agent_id in result.births:
-                    self._load_contexts(conn, [device_id])  # kind, name or interval may have changed
-        per_device: dict[int, list[tuple[float, str, float]]] = defaultdict(list)
+        """Judge one committed write and store the findings and the health scores they move."""
+        judged = self.judge(conn, result, received)
+        self.pending.append(judged)
+        self._flush(conn)
+        return judged[0]
+
+    def _flush(self, conn: psycopg.Connection) -> None:
+        """Store what was judged, oldest first; on failure it stays pending (the engine has moved on)."""
+        while self.pending:
+            findings, received, due = self.pending[0]
+            with conn.transaction():
+                changed = alarms.apply(conn, findings, received)
+                self.refresh_health(conn, set(changed) | due)
+            self.pending.pop(0)
+            self.findings += len(findings)
+
+    def judge(self, conn: psycopg.Connection, result: WriteResult,
+              received: float) -> tuple[list[Finding], float, set[int]]:
+        """(findings, received, devices whose health is due). The database is only read, and all
+        reads come before the engine moves, so a failed read can be retried as if nothing happened."""
+        births = [d for d, st in self.engine.devices.items() if st.ctx.agent_id in result.births]
         missing_series = {r[2] for r in result.rows if r[2] not in self.series}
         if missing_series:
             for sid, key in conn.execute("SELECT id, key FROM series WHERE id = ANY(%s)", (list(missing_series),)):
                 self.series[sid] = key
+        per_device: dict[int, list[tuple[float, str, float]]] = defaultdict(list)
         for ts, device, sid, value in result.rows:
             per_device[device].append((ts, self.series[sid], value))
         new = [d for d in {*per_device, *(d for d, _ in result.events)} if not self.engine.knows(d)]
-        findings: list[Finding] = []
-        if new:
-            self._load_contexts(conn, new)
-            findings += self._warm_up(conn, {d: min((p[0] for p in per_device.get(d, [])), default=time.time())
-                                             for d in new if self.engine.knows(d)})
+        contexts = self._read_contexts(conn, births + new)  # kind, name or interval may have changed
+        until = {d: min((p[0] for p in per_device.get(d, [])), default=time.time()) for d in new if d in contexts}
+        history = self._read_history(conn, until)
+        open_alarms = {d: alarms.active_for_device(conn, d) for d in until}
+        # ---- from here on, no database: the engine moves
+        for ctx in contexts.values():
+            self.engine.add_device(ctx)
+        findings = self._warm_up(until, history, open_alarms)
         agents = set()
         for device, points in per_device.items():
             if not self.engine.knows(device):
@@ -150,14 +174,8 @@ class DetectionWorker:
                 findings += self.engine.event(device, event)
         for agent in agents:
             findings += self.engine.silence_check(agent)
-        with conn.transaction():
-            changed = alarms.apply(conn, findings, received)
-            due = set(changed) | {d for d in per_device if self.engine.knows(d) and self._health_due(d)}
-            if new:
-                due |= {d for d in new if self.engine.knows(d)}
-            self.refresh_health(conn, due)
-        self.findings += len(findings)
-        return findings
+        due = {d for d in per_device if self.engine.knows(d) and self._health_due(d)} | set(until)
+        return findings, received, due
 
     def sweep(self, conn: psycopg.Connection) -> list[Finding]:
         """Agent loss and SNMP states (wall clock), as alarms."""
@@ -169,21 +187,23 @@ class DetectionWorker:
 
     # ------------------------------------------------------------ devices met for the first time
 
-    def _load_contexts(self, conn: psycopg.Connection, device_ids: list[int]) -> None:
-        for row in conn.execute(
-                "SELECT d.id, d.agent_id, d.key, d.name, d.kind, c.key, s.key, "
-                "  coalesce((d.attrs->>'interval_s')::float8, a.interval_s, 60) "
-                "FROM devices d JOIN agents a ON a.id = d.agent_id JOIN sites s ON s.id = a.site_id "
-                "JOIN customers c ON c.id = coalesce(d.customer_id, s.customer_id) WHERE d.id = ANY(%s)",
-                (device_ids,)):
-            self.engine.add_device(DeviceContext(*row[:7], float(row[7] or 60.0)))
+    def _read_contexts(self, conn: psycopg.Connection, device_ids: list[int]) -> dict[int, DeviceContext]:
+        if not device_ids:
+            return {}
+        return {row[0]: DeviceContext(*row[:7], float(row[7] or 60.0)) for row in conn.execute(
+            "SELECT d.id, d.agent_id, d.key, d.name, d.kind, c.key, s.key, "
+            "  coalesce((d.attrs->>'interval_s')::float8, a.interval_s, 60) "
+            "FROM devices d JOIN agents a ON a.id = d.agent_id JOIN sites s ON s.id = a.site_id "
+            "JOIN customers c ON c.id = coalesce(d.customer_id, s.customer_id) WHERE d.id = ANY(%s)",
+            (device_ids,))}
 
-    def _warm_up(self, conn: psycopg.Connection, until: dict[int, float]) -> list[Finding]:
-        """Replay each new device's recent history into its detectors; reconcile with its open alarms."""
-        if not until:
-            return []
-        ids = list(until)
+    def _read_history(self, conn: psycopg.Connection,
+                      until: dict[int, float]) -> dict[int, list[tuple[float, str, float]]]:
+        """Each new device's samples of the warm-up window before its first sample in this batch."""
         history: dict[int, list[tuple[float, str, float]]] = defaultdict(list)
+        if not until or self.warmup_s <= 0:
+            return history
+        ids = list(until)
         for device, ts, key, value in conn.execute(
                 "SELECT s.device_id, extract(epoch FROM s.time)::float8, se.key, s.value "
                 "FROM unnest(%s::int4[], %s::timestamptz[]) AS w(device_id, until) "
@@ -192,9 +212,14 @@ class DetectionWorker:
                 "JOIN series se ON se.id = s.series_id",
                 (ids, [_ts(until[d]) for d in ids], self.warmup_s)):
             history[device].append((ts, key, value))
+        return history
+
+    def _warm_up(self, until: dict[int, float], history: dict[int, list[tuple[float, str, float]]],
+                 open_alarms: dict[int, list[tuple[str, str, float]]]) -> list[Finding]:
+        """Replay each new device's recent history into its detectors; reconcile with its open alarms."""
         out: list[Finding] = []
-        for device in ids:
-            replayed = self.engine.samples(device, history.get(device, [])) if history.get(device) else []
+        for device in until:
+            replayed = self.engine.samples(device, history[device]) if history.get(device) else []
             last: dict[tuple[str, str], Finding] = {}
             for f in replayed:
                 last[(f.alarm.series, f.alarm.detector)] = f
@@ -204,7 +229,7 @@ class DetectionWorker:
                 if f is not None and f.alarm.state in (RAISED, SEVERITY_CHANGED):
                     out.append(f)  # an upsert: changes nothing when the database already has it
             state = self.engine.devices[device]
-            for series, detector, changed_at in alarms.active_for_device(conn, device):
+            for series, detector, changed_at in open_alarms.get(device, []):
                 if detector in SERIES_DETECTORS and (series, detector) not in standing:
                     out.append(Finding(Alarm(detector, "info", CLEARED, series, state.last_ts or changed_at,
                                              f"{state.ctx.name}: condition no longer present (detectors rebuilt "

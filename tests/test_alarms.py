@@ -190,3 +190,31 @@ def test_agent_offline_and_snmp_states_follow_the_database(feed: Feed, db_url: s
         conn.execute("UPDATE devices SET status = 'online' WHERE key = 'sw1'")
     feed.worker.sweep(feed.conn)
     assert feed.rows("SELECT count(*) FROM alarms WHERE state = 'active'")[0][0] == 0
+
+
+def test_worker_thread_survives_losing_its_database_connection(store: Store, db_url: str) -> None:
+    """The connection killed between two batches: the next batch is held, retried on a new one, stored."""
+    import threading
+
+    from tests.conftest import wait_until
+    worker = DetectionWorker(db_url, sweep_s=0.2)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        def send(k0: int, value: float) -> None:
+            pts = [wire.Point("srv1", T0 + 60 * k, {"mem_used_percent": value}) for k in range(k0, k0 + 30)]
+            worker.submit(store.write(Batch(births=[birth({"srv1": "server"})] if k0 == 0 else [],
+                                            telemetry=[wire.Telemetry(ORIGIN, 1, k0 + 1, pts)])), time.time())
+        send(0, 99.0)
+        wait_until(lambda: worker.idle.is_set() and worker.conn is not None, message="first batch judged")
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (worker.conn.info.backend_pid,))
+        send(30, 10.0)
+        wait_until(lambda: worker.processed == 2 and worker.idle.is_set(), timeout=20, message="second batch judged")
+    finally:
+        stop.set()
+        thread.join(10)
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT detector, state FROM alarms").fetchall()
+    assert rows == [("threshold", "cleared")]
