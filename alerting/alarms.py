@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,9 +40,31 @@ def _json(value: Any) -> str:
     return json.dumps(clean(value), default=str)
 
 
-def apply(conn: psycopg.Connection, findings: Iterable[Finding], received_at: float | None = None) -> set[int]:
-    """Store the findings in the caller's transaction; returns the devices whose alarms changed."""
-    changed: set[int] = set()
+@dataclass(frozen=True)
+class AlarmChange:
+    """A stored change of an alarm: what the case manager (alerting/cases.py) acts on."""
+
+    alarm_id: int
+    agent_id: int
+    device_id: int | None
+    detector: str
+    series: str
+    severity: str
+    change: str  # raised, severity_changed, cleared
+    at: datetime  # event time
+    text: str
+    evidence: dict[str, Any]
+    instant: bool = False
+
+
+def devices_of(changes: Iterable[AlarmChange]) -> set[int]:
+    return {c.device_id for c in changes if c.device_id is not None}
+
+
+def apply(conn: psycopg.Connection, findings: Iterable[Finding],
+          received_at: float | None = None) -> list[AlarmChange]:
+    """Store the findings in the caller's transaction; returns the changes that were real."""
+    changed: list[AlarmChange] = []
     received = _ts(received_at) if received_at else None
     for f in findings:
         a = f.alarm
@@ -77,8 +100,8 @@ def apply(conn: psycopg.Connection, findings: Iterable[Finding], received_at: fl
             continue  # already so: a replay, or a clear of an alarm never stored
         conn.execute("INSERT INTO alarm_events (alarm_id, time, change, severity, text, evidence) "
                      "VALUES (%s, %s, %s, %s, %s, %s)", (row[0], p["at"], change, a.severity, p["text"], p["evidence"]))
-        if f.device_id is not None:
-            changed.add(f.device_id)
+        changed.append(AlarmChange(row[0], f.agent_id, f.device_id, a.detector, a.series, a.severity, change,
+                                   p["at"], p["text"], a.evidence, f.instant))
     return changed
 
 

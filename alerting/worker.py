@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from alerting import alarms, health, liveness
+from alerting.cases import CaseManager
 from alerting.detectors import CLEARED, RAISED, SEVERITY_CHANGED, Alarm
 from alerting.engine import DetectionEngine, DeviceContext, Finding
 from alerting.event_rules import EventRules, load_event_rules
@@ -43,8 +44,10 @@ def _ts(epoch: float) -> datetime:
 
 class DetectionWorker:
     def __init__(self, database_url: str, *, policies: Policies | None = None, rules: EventRules | None = None,
-                 warmup_h: float = 24.0, queue_max: int = 1000, sweep_s: float = 5.0) -> None:
+                 warmup_h: float = 24.0, queue_max: int = 1000, sweep_s: float = 5.0,
+                 cases: CaseManager | None = None) -> None:
         self.database_url = database_url
+        self.cases = cases  # None: alarms only (as `fleetcare detect` and some tests want)
         self.rules = rules or load_event_rules()
         self.engine = DetectionEngine(policies or load_policies(), self.rules)
         self.warmup_s = warmup_h * 3600.0
@@ -135,7 +138,9 @@ class DetectionWorker:
             findings, received, due = self.pending[0]
             with conn.transaction():
                 changed = alarms.apply(conn, findings, received)
-                self.refresh_health(conn, set(changed) | due)
+                if self.cases is not None:
+                    self.cases.on_alarms(conn, changed)  # an alarm and its case commit together
+                self.refresh_health(conn, alarms.devices_of(changed) | due)
             self.pending.pop(0)
             self.findings += len(findings)
 
@@ -178,11 +183,20 @@ class DetectionWorker:
         return findings, received, due
 
     def sweep(self, conn: psycopg.Connection) -> list[Finding]:
-        """Agent loss and SNMP states (wall clock), as alarms."""
+        """Agent loss and SNMP states (wall clock), as alarms; then what time alone decides for cases:
+        maintenance windows ended (event time of each agent), escalations and auto-close (wall clock)."""
         with conn.transaction():
             findings = liveness.sweep(conn, self.rules)
             changed = alarms.apply(conn, findings)
-            self.refresh_health(conn, changed)
+            if self.cases is not None:
+                self.cases.on_alarms(conn, changed)
+            self.refresh_health(conn, alarms.devices_of(changed))
+        if self.cases is not None:
+            event_now = {a: _ts(t) for a, t in self.engine.agent_ts.items()}
+            with conn.transaction():
+                self.cases.release(conn, event_now)
+            with conn.transaction():
+                self.cases.tick(conn, event_now=event_now)
         return findings
 
     # ------------------------------------------------------------ devices met for the first time

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from agent import mqtt, wire
 from agent.settings import load_settings
+from alerting.notify import NotifySection
 
 
 @dataclass
@@ -91,6 +92,12 @@ class AlertingSection:
     warmup_h: float = 24.0
     #: Folder of detector policy files (*.toml); empty: the shipped alerting/data/policies.
     policies_dir: str = ""
+    #: Open cases from alarms (alerting/cases.py); false: alarms only.
+    cases: bool = True
+    #: Case policy file (severity matrix, lifecycle, site outages); empty: the shipped alerting/data/cases.toml.
+    case_policy_file: str = ""
+    #: SLA policies, calendars and escalation file; empty: the shipped alerting/data/sla.toml.
+    sla_file: str = ""
 
     def validate(self) -> None:
         if self.warmup_h < 0:
@@ -110,6 +117,7 @@ class ServerConfig:
     collector: CollectorSection = field(default_factory=CollectorSection)
     alerting: AlertingSection = field(default_factory=AlertingSection)
     api: ApiSection = field(default_factory=ApiSection)
+    notify: NotifySection = field(default_factory=NotifySection)
 
 
 def load(path: str | Path | None = None) -> ServerConfig:

@@ -51,6 +51,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "delivery", lambda db: {"*": _sql("004_delivery.sql")}),
     Migration(5, "diagnostics", lambda db: {"*": _sql("005_diagnostics.sql")}),
     Migration(6, "alarms-health", lambda db: {"*": _sql("006_alarms.sql")}),
+    Migration(7, "cases", lambda db: {"*": _sql("007_cases.sql")}),
 ]
 
 LATEST = MIGRATIONS[-1].version

@@ -59,11 +59,26 @@ def _install_stop(stop: threading.Event) -> None:
         signal.signal(sig, lambda *_: stop.set())
 
 
+def case_manager(cfg: ServerConfig):  # -> alerting.cases.CaseManager
+    """The case policy, SLA rules and notification channels of this configuration; a wrong file stops
+    start-up with the file and field named (StartupError)."""
+    from alerting import case_policy, sla
+    from alerting.cases import CaseManager
+    from alerting.policies import PolicyError
+    try:
+        cfg.notify.validate()
+        return CaseManager(case_policy.load_case_policy(cfg.alerting.case_policy_file or case_policy.DEFAULT_FILE),
+                           sla.load_rules(cfg.alerting.sla_file or sla.DEFAULT_FILE), cfg.notify)
+    except (PolicyError, ValueError) as exc:
+        raise StartupError(str(exc)) from None
+
+
 def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bool = True) -> int:
     """Run the chosen parts in this process until a signal; returns the exit code."""
     stop = threading.Event()
     _install_stop(stop)
     policies = None
+    cases = None
     try:
         if collector and cfg.alerting.enabled:  # a wrong policy file stops start-up, naming file and field
             from alerting.event_rules import load_event_rules
@@ -72,6 +87,8 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
                 policies = (load_policies(cfg.alerting.policies_dir or DEFAULT_DIR), load_event_rules())
             except PolicyError as exc:
                 raise StartupError(str(exc)) from None
+        if collector or api or jobs:
+            cases = case_manager(cfg)
         info = wait_and_migrate(cfg, stop)
         log.info("schema at version %s on %s", info["to"], info["backend"])
         protocol = negotiate(cfg, stop) if collector else None
@@ -85,7 +102,7 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
         if policies is not None:
             from alerting.worker import DetectionWorker
             worker = DetectionWorker(cfg.database.url, warmup_h=cfg.alerting.warmup_h, policies=policies[0],
-                                     rules=policies[1])
+                                     rules=policies[1], cases=cases if cfg.alerting.cases else None)
             listeners.append(worker.submit)
             w = threading.Thread(target=worker.run, args=(stop,), name="detection", daemon=True)
             w.start()
@@ -106,11 +123,16 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
             applicable = maintenance.applicable(conn, maintenance.jobs(cfg.database.retention_days,
                                                                        cfg.collector.stale_intervals))
         scheduler = sched.start(pool, applicable)
+        from alerting.notify import Deliverer
+        deliverer = Deliverer(cfg.database.url, cfg.notify)
+        d = threading.Thread(target=deliverer.run, args=(stop,), name="notifications", daemon=True)
+        d.start()
+        threads.append(d)
     try:
         if api:
             import uvicorn
             from api.app import create_app
-            app = create_app(cfg.database.url, pool_max=cfg.database.pool_max, mqtt=cfg.mqtt)
+            app = create_app(cfg.database.url, pool_max=cfg.database.pool_max, mqtt=cfg.mqtt, cases=cases)
             server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port,
                                                    log_level="warning", access_log=False))
             log.info("API listening on http://%s:%d", cfg.api.host, cfg.api.port)
