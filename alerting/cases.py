@@ -193,10 +193,9 @@ class CaseManager:
         if window is not None:
             return None  # planned work; `release` opens the case if it outlasts the window
         parent = self._site_parent(conn, w, problem)
-        case_id = self._open(conn, w, problem, sev, crit, c, at, parent)
         if parent is None and problem in self.policy.site_correlated:
-            self._site_outage_check(conn, w, at)
-        return case_id
+            parent = self._site_outage_check(conn, w, at)  # this device the one that tips it: no own case
+        return self._open(conn, w, problem, sev, crit, c, at, parent)
 
     def _reopenable(self, conn: psycopg.Connection, w: Where, device_id: int, problem: str,
                     at: datetime) -> dict[str, Any] | None:
@@ -364,20 +363,23 @@ class CaseManager:
         self.opened(conn, case_id, sev, at)
         return case_id
 
-    def _site_outage_check(self, conn: psycopg.Connection, w: Where, at: datetime) -> None:
-        """Many devices of one site unreachable at once: one site case instead of one per device."""
+    def _site_outage_check(self, conn: psycopg.Connection, w: Where, at: datetime) -> int | None:
+        """Many devices of one site unreachable at once (counting the device about to open a case):
+        one site case instead of one per device. Returns the site case, if that is what it is."""
         total, down = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM cases k WHERE k.device_id = d.id "
-            "  AND k.state IN ('open', 'acknowledged', 'suppressed') AND k.problem = ANY(%s))) "
+            "SELECT count(*), count(*) FILTER (WHERE d.id = %s OR EXISTS (SELECT 1 FROM cases k "
+            "  WHERE k.device_id = d.id AND k.state IN ('open', 'acknowledged', 'suppressed') AND k.problem = ANY(%s))) "
             "FROM devices d JOIN agents a ON a.id = d.agent_id WHERE a.site_id = %s",
-            (list(self.policy.site_correlated), w.site_id)).fetchone()
-        if down >= self.policy.site_min_devices and down >= self.policy.site_min_share * total:
-            site = Where(w.customer_id, w.customer, w.customer_name, w.site_id, w.site, w.site_name, w.agent_id,
-                         None, None, None, {})
-            self._site_case(conn, site, "site_unreachable",
-                            f"{down} of {total} devices at site {w.site_name} unreachable at once: "
-                            f"a site network or uplink problem is likelier than {down} device faults", at, [],
-                            {"devices_down": down, "devices": total})
+            (w.device_id, list(self.policy.site_correlated), w.site_id)).fetchone()
+        if down < self.policy.site_min_devices or down < self.policy.site_min_share * total:
+            return None
+        site = Where(w.customer_id, w.customer, w.customer_name, w.site_id, w.site, w.site_name, w.agent_id,
+                     None, None, None, {})
+        case_id = self._site_case(conn, site, "site_unreachable",
+                                  f"{down} of {total} devices at site {w.site_name} unreachable at once: "
+                                  f"a site network or uplink problem is likelier than {down} device faults", at, [],
+                                  {"devices_down": down, "devices": total})
+        return case_id or None
 
     def _site_recovered(self, conn: psycopg.Connection, site_case: int, at: datetime) -> None:
         """Children of a recovered site case: closed when clear, opened on their own when not."""
