@@ -9,20 +9,22 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from agent.runner import agent_version
 from api import errors
 from api.models import Health
 from agent import wire
 from api.commands import Commander
-from api.routes import alarms, devices, diagnostics, fleet
+from api.routes import alarms, callbacks, cases, contracts, devices, diagnostics, fleet, maintenance, notifications
 from collector.config import MqttSection
 
 
-def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | None = None) -> FastAPI:
+def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | None = None,
+               case_manager: Any = None) -> FastAPI:
     """The app does not need the database to start: routes answer 503 until it is reachable.
-    ``mqtt`` names the broker that carries diagnostics commands (none: those routes answer 503)."""
+    ``mqtt`` names the broker that carries diagnostics commands (none: those routes answer 503);
+    ``case_manager`` is the CaseManager of the server's configuration (none: the shipped policies)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,6 +32,15 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
                                    kwargs={"autocommit": True})
         await pool.open(wait=False)
         app.state.pool = pool
+        sync_pool = ConnectionPool(database_url, min_size=1, max_size=max(2, pool_max // 2), open=False,
+                                   kwargs={"autocommit": True})
+        sync_pool.open(wait=False)
+        app.state.sync_pool = sync_pool
+        if case_manager is None:
+            from alerting.cases import CaseManager
+            app.state.cases = CaseManager()
+        else:
+            app.state.cases = case_manager
         app.state.commander = (Commander(mqtt.url, mqtt.username, mqtt.password, mqtt.ca_file)
                                if mqtt is not None and mqtt.url else None)
         app.state.topic_prefix = mqtt.topic_prefix if mqtt is not None else wire.DEFAULT_PREFIX
@@ -38,16 +49,22 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
         finally:
             if app.state.commander is not None:
                 app.state.commander.close()
+            sync_pool.close()
             await pool.close()
 
     app = FastAPI(title="fleetcare", version=agent_version(), lifespan=lifespan,
                   description="Watch the equipment installed at customer sites: devices, their live "
-                              "status and metric history.")
+                              "status and metric history, alarms, and the service cases opened from them with their SLA clocks.")
     errors.install(app)
     app.include_router(devices.router)
     app.include_router(alarms.router)
     app.include_router(fleet.router)
     app.include_router(diagnostics.router)
+    app.include_router(cases.router)
+    app.include_router(contracts.router)
+    app.include_router(maintenance.router)
+    app.include_router(notifications.router)
+    app.include_router(callbacks.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"],
              responses={503: {"model": Health, "description": "The database is unreachable"}})

@@ -1,13 +1,14 @@
-"""Request-scoped dependencies: a database connection from the app's async pool."""
+"""Request-scoped dependencies: a database connection from the app's async pool (reads), or from its
+sync pool (the case routes, which share the case manager's sync code with the detection worker)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 from fastapi import Request
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 
 async def db(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -15,4 +16,11 @@ async def db(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
     pool: AsyncConnectionPool = request.app.state.pool
     async with pool.connection(timeout=5.0) as conn:
         conn.row_factory = dict_row
+        yield conn
+
+
+def db_sync(request: Request) -> Iterator[psycopg.Connection]:
+    """One pooled sync connection (autocommit; tuple rows) per request, for plain `def` routes."""
+    pool: ConnectionPool = request.app.state.sync_pool
+    with pool.connection(timeout=5.0) as conn:
         yield conn

@@ -22,7 +22,29 @@ class BadRequest(Exception):
         self.detail = detail
 
 
+class Conflict(Exception):
+    """The request is valid but does not fit the current state (a case action in the wrong state)."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+
+
+class Unprocessable(Exception):
+    """Well-formed, but it names something that does not exist or does not fit together."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=409)
+
+    @app.exception_handler(Unprocessable)
+    async def _unprocessable(request: Request, exc: Unprocessable) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=422)
+
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"detail": f"{exc.what} not found"}, status_code=404)

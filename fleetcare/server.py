@@ -132,7 +132,7 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
         if api:
             import uvicorn
             from api.app import create_app
-            app = create_app(cfg.database.url, pool_max=cfg.database.pool_max, mqtt=cfg.mqtt, cases=cases)
+            app = create_app(cfg.database.url, pool_max=cfg.database.pool_max, mqtt=cfg.mqtt, case_manager=cases)
             server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port,
                                                    log_level="warning", access_log=False))
             log.info("API listening on http://%s:%d", cfg.api.host, cfg.api.port)

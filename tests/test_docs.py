@@ -79,12 +79,13 @@ def test_wire_format_md_lists_no_reason_the_code_does_not_use() -> None:
 # ---------------------------------------------------------------- API routes
 
 def _route_paths(routes: list, prefix: str = "") -> set[str]:
-    """Paths of an app's routes, looking inside included routers (FastAPI may wrap them)."""
+    """"METHOD path" of an app's routes, looking inside included routers (FastAPI may wrap them)."""
     paths: set[str] = set()
     for route in routes:
         path = getattr(route, "path", None)
         if isinstance(path, str):
-            paths.add(prefix + path)
+            paths |= {f"{m} {prefix + path}" for m in (getattr(route, "methods", None) or {"GET"})
+                      if m not in ("HEAD", "OPTIONS")}
         inner = getattr(route, "original_router", None)
         if inner is not None:
             context = getattr(route, "include_context", None)
@@ -94,25 +95,27 @@ def _route_paths(routes: list, prefix: str = "") -> set[str]:
     return paths
 
 
-def api_paths() -> set[str]:
+def api_routes() -> set[str]:
+    """Every "METHOD /api/v1/…" the app serves."""
     from api.app import create_app  # the server extra; no database needed until startup
     app = create_app("postgresql://x@127.0.0.1:1/x")
-    paths = {p for p in _route_paths(app.routes) if p.startswith("/api/v1")}
-    paths |= {p for p in app.openapi()["paths"] if p.startswith("/api/v1")}
-    assert len(paths) >= 9, paths
-    return paths
+    routes = {r for r in _route_paths(app.routes) if r.split(" ", 1)[1].startswith("/api/v1")}
+    routes |= {f"{m.upper()} {p}" for p, ops in app.openapi()["paths"].items() if p.startswith("/api/v1")
+               for m in ops if m in ("get", "post", "put", "delete", "patch")}
+    assert len(routes) >= 9, routes
+    return routes
 
 
 def test_every_api_route_is_in_architecture_md() -> None:
     api = section(read("architecture.md"), "API")
-    for path in sorted(api_paths()):
-        assert f"`GET {path}`" in api, f"route {path} is missing from the API section of architecture.md"
+    for route in sorted(api_routes()):
+        assert f"`{route}`" in api, f"route {route} is missing from the API section of architecture.md"
 
 
 def test_architecture_md_lists_no_route_that_does_not_exist() -> None:
     api = section(read("architecture.md"), "API")
-    documented = set(re.findall(r"`GET (/api/v1[^`]*)`", api))
-    assert documented == api_paths()
+    documented = {f"{m} {p}" for m, p in re.findall(r"`(GET|POST|PUT|DELETE|PATCH) (/api/v1[^`]*)`", api)}
+    assert documented == api_routes()
 
 
 # ---------------------------------------------------------------- wire examples

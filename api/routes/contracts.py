@@ -1,0 +1,93 @@
+"""Contracts, their SLA part: the policy and calendar a customer's cases run on, overrides of single
+hours, and the contacts escalations reach. The preventive-maintenance part extends them."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Query, Request
+from psycopg.rows import dict_row
+
+from alerting.cases import CaseManager
+from alerting.policies import PolicyError
+from alerting.sla import parse_budgets
+from api.case_models import ContractIn, ContractPublic
+from api.deps import db_sync
+from api.errors import Conflict, NotFound, Unprocessable
+from api.models import ErrorBody
+
+router = APIRouter(prefix="/api/v1/contracts", tags=["contracts"])
+
+Conn = Annotated[psycopg.Connection, Depends(db_sync)]
+
+_SELECT = "SELECT k.*, c.key AS customer FROM contracts k JOIN customers c ON c.id = k.customer_id"
+_ERRORS = {404: {"model": ErrorBody, "description": "No such contract"},
+           409: {"model": ErrorBody, "description": "Key taken, or the customer has another active contract"},
+           422: {"model": ErrorBody, "description": "Unknown customer, SLA policy or calendar, or bad hours"}}
+
+
+def _check(mgr: CaseManager, body: ContractIn) -> None:
+    try:
+        policy = mgr.sla.policy(body.sla_policy)
+        mgr.sla.calendar(body.calendar or policy.calendar)
+        parse_budgets(body.sla_overrides, "sla_overrides", policy.budgets)
+    except (PolicyError, ValueError) as exc:
+        raise Unprocessable(str(exc)) from None
+
+
+def _write(conn: psycopg.Connection, sql: str, params: tuple) -> int:
+    try:
+        with conn.transaction():
+            row = conn.execute(sql, params).fetchone()
+    except psycopg.errors.UniqueViolation as exc:
+        what = "another active contract for this customer" if "one_active" in str(exc) else "a contract with this key"
+        raise Conflict(f"there is already {what}") from None
+    except psycopg.errors.ForeignKeyViolation:
+        raise Unprocessable("customer_id: no such customer") from None
+    if row is None:
+        raise NotFound("contract")
+    return row[0]
+
+
+def _one(conn: psycopg.Connection, contract_id: int) -> dict[str, Any]:
+    row = conn.cursor(row_factory=dict_row).execute(_SELECT + " WHERE k.id = %s", (contract_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"contract {contract_id}")
+    return row
+
+
+def _params(body: ContractIn) -> tuple:
+    return (body.customer_id, body.key, body.name, body.sla_policy, body.calendar, json.dumps(body.sla_overrides),
+            json.dumps([c.model_dump(exclude_none=True) for c in body.contacts]), body.active)
+
+
+@router.get("", response_model=list[ContractPublic], summary="Contracts, optionally of one customer")
+def list_contracts(conn: Conn, customer: Annotated[str | None, Query(description="Customer key")] = None,
+                   ) -> list[dict[str, Any]]:
+    return conn.cursor(row_factory=dict_row).execute(
+        _SELECT + " WHERE (%(c)s::text IS NULL OR c.key = %(c)s) ORDER BY c.key, k.key", {"c": customer}).fetchall()
+
+
+@router.get("/{contract_id}", response_model=ContractPublic, summary="One contract", responses=_ERRORS)
+def get_contract(conn: Conn, contract_id: int) -> dict[str, Any]:
+    return _one(conn, contract_id)
+
+
+@router.post("", response_model=ContractPublic, status_code=201, summary="Create a contract", responses=_ERRORS)
+def create_contract(conn: Conn, request: Request, body: ContractIn) -> dict[str, Any]:
+    _check(request.app.state.cases, body)
+    cid = _write(conn, "INSERT INTO contracts (customer_id, key, name, sla_policy, calendar, sla_overrides, contacts, "
+                       "active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id", _params(body))
+    return _one(conn, cid)
+
+
+@router.put("/{contract_id}", response_model=ContractPublic, summary="Replace a contract; cases already open "
+            "keep the hours they opened with", responses=_ERRORS)
+def update_contract(conn: Conn, request: Request, contract_id: int, body: ContractIn) -> dict[str, Any]:
+    _check(request.app.state.cases, body)
+    _write(conn, "UPDATE contracts SET customer_id = %s, key = %s, name = %s, sla_policy = %s, calendar = %s, "
+                 "sla_overrides = %s, contacts = %s, active = %s, updated_at = now() WHERE id = %s RETURNING id",
+           _params(body) + (contract_id,))
+    return _one(conn, contract_id)
