@@ -210,10 +210,15 @@ def plan(params: Params) -> Plan:
         if fkind in ("interface_errors", "link_flapping"):
             detail["port"] = rng.choice(PORTS)
         if fkind == "link_flapping":
+            # a degrading transceiver or cable: CRC errors creep up and the link drops for one poll at
+            # a time, rarely at first, then ever more often; the customer notices when it is down
+            # every few minutes (the old model: flapping from the first minute, noticed at once)
             detail["toggle_s"] = 3 * params.interval
-            visible = onset + 3 * params.interval  # a port going down and up is noticed at once
+            detail["first_gap_s"] = 4 * HOUR
         if fkind == "device_silent":
-            visible = onset
+            # the management plane hangs first (no SNMP, no telemetry) while the device still
+            # forwards; forwarding fails hours later, which is when the customer notices
+            visible = float(round(onset + rng.uniform(2, 6) * HOUR))
         if fkind == "fan_failure":
             detail["fan_stops_by"] = onset + min(HOUR, (visible - onset) / 4)
         level = FAULT_LEVELS.get(fkind)
@@ -271,6 +276,25 @@ def _progress(ts: float, e: Episode, target: float | None = None) -> float:
     return max(0.0, (ts - e.onset) / max(top - e.onset, 1.0))
 
 
+def _link_up(ts: float, e: Episode) -> float:
+    """A degrading link: one poll down after gaps shrinking from `first_gap_s` at onset to
+    `toggle_s` at the visible moment; from then on down, up, down... every `toggle_s`."""
+    toggle = e.detail["toggle_s"]
+    if e.visible is None or ts >= e.visible:
+        return 0.0 if int((ts - (e.visible or e.onset)) // toggle) % 2 == 0 else 1.0
+    first = e.detail.get("first_gap_s", toggle)
+    span = max(e.visible - e.onset, 1.0)
+    # next drop after the gap at the time of the previous one: walk the drops from onset
+    t = e.onset + first
+    while t < ts:
+        p = (t - e.onset) / span
+        gap = max(toggle, first * (1 - p) + toggle * p)
+        if ts < t + toggle / 3:  # down for one poll (a third of the toggle period)
+            return 0.0
+        t += gap
+    return 1.0 if ts < t or ts >= t + toggle / 3 else 0.0
+
+
 def _metrics(dev: SimDevice, ts: float, rng: random.Random, active: list[Episode],
              uptime_from: float) -> dict[str, float]:
     b = dev.base
@@ -316,7 +340,8 @@ def _metrics(dev: SimDevice, ts: float, rng: random.Random, active: list[Episode
                 p = _progress(ts, e)
                 errors += 12 * (math.expm1(3 * p) / math.expm1(3))
             if (e := by_kind.get("link_flapping")) and e.detail["port"] == port:
-                up = 0.0 if int((ts - e.onset) // e.detail["toggle_s"]) % 2 else 1.0  # down, up, down...
+                up = _link_up(ts, e)
+                errors += 2.0 * min(1.0, _progress(ts, e))  # CRC errors, well short of the customer's level
             m[f"if_in_bps{{if={port}}}"] = max(0.0, (b["bps"] * (0.3 + load) + g(0, 1e7)) * up)
             m[f"if_in_errors_per_s{{if={port}}}"] = errors
             m[f"if_oper_up{{if={port}}}"] = up
