@@ -42,6 +42,7 @@ class CasePolicy:
     site_min_devices: int
     site_min_share: float
     site_correlated: tuple[str, ...]
+    group_by_device: bool = True
 
     def criticality(self, kind: str, attrs: dict[str, Any] | None = None) -> str:
         given = (attrs or {}).get("criticality")
@@ -109,7 +110,8 @@ def load_case_policy(path: Path | str = DEFAULT_FILE) -> CasePolicy:
         detectors, _num(lc, "recovered_hold_s", 3600, f"{w}: lifecycle"), bool(lc.get("auto_close", True)),
         _num(lc, "reopen_within_s", 86400, f"{w}: lifecycle"), _num(lc, "callback_after_s", 172800, f"{w}: lifecycle"),
         bool(lc.get("callback_after_auto_close", False)), site.get("severity", "P1"),
-        int(_num(site, "min_devices", 3, f"{w}: site_outage", 1)), share, tuple(site.get("correlated", ["reachability"])))
+        int(_num(site, "min_devices", 3, f"{w}: site_outage", 1)), share, tuple(site.get("correlated", ["reachability"])),
+        bool(lc.get("group_by_device", True)))
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,8 @@ its case are committed together), and by `tick` on the wall clock for what time 
 escalations at 75 % and 100 % of each clock, recovered cases closing after their hold.
 
 - **Once**: a raise finds the device's live case for the same problem and appends to it; a problem
-  returning soon after recovery reopens its case (flap damping) instead of opening another.
+  returning soon after recovery reopens its case (flap damping) instead of opening another; another
+  problem of a device whose case is being worked joins that case (policy `group_by_device`).
 - **Correlation**: a site agent gone, or most of a site's devices unreachable at once, opens one site
   case; the device cases it would cause are `suppressed` under it and follow it.
 - **Maintenance**: an alarm raised inside a maintenance window opens no case; if it is still active
@@ -179,6 +180,11 @@ class CaseManager:
             case = self._reopenable(conn, w, c.device_id, problem, at)
             if case is not None:
                 self._reopen(conn, case, c, at)
+        if case is None and self.policy.group_by_device:
+            case = self._device_case(conn, c.device_id)
+            if case is not None:
+                self.event(conn, case["id"], at, "related", f"another problem of the same device joins this case: "
+                           f"{c.text}", data={"problem": problem})
         if case is not None:
             self._link(conn, case["id"], c, at)
             if case["state"] == "recovered":
@@ -196,6 +202,13 @@ class CaseManager:
         if parent is None and problem in self.policy.site_correlated:
             parent = self._site_outage_check(conn, w, at)  # this device the one that tips it: no own case
         return self._open(conn, w, problem, sev, crit, c, at, parent)
+
+    def _device_case(self, conn: psycopg.Connection, device_id: int) -> dict[str, Any] | None:
+        """The device's case being worked (not a suppressed one: its site case explains only reachability)."""
+        r = conn.execute("SELECT id FROM cases WHERE device_id = %s AND source = 'monitoring' AND state IN "
+                         "('open', 'acknowledged', 'on_site', 'waiting_customer', 'recovered') ORDER BY id LIMIT 1",
+                         (device_id,)).fetchone()
+        return self.row(conn, r[0]) if r else None
 
     def _reopenable(self, conn: psycopg.Connection, w: Where, device_id: int, problem: str,
                     at: datetime) -> dict[str, Any] | None:

@@ -365,7 +365,8 @@ class FlatlineDetector(_Base):
 
 class RateDetector(_Base):
     """Deviation from the series' own learned normal (alerting.baseline): an error or discard rate that
-    jumps is caught without anyone having set a threshold. Cleared after `quiet_s` back in range."""
+    jumps is caught without anyone having set a threshold. Cleared after `quiet_s` back in range and,
+    with a `min_value`, below it."""
 
     name = "rate"
 
@@ -400,7 +401,9 @@ class RateDetector(_Base):
         score, alarm = self.baseline.update(datetime.fromtimestamp(ts, UTC), x)
         self.recent.append((ts, x))
         anomalous = score >= 0.5 and x >= self.min_value
-        if anomalous:
+        if anomalous or (self.active and 0 < self.min_value <= x):
+            # a raised error rate still above min_value stays raised, even once the baseline has got
+            # used to it: errors the device learned to live with are still errors
             self.last_anomaly = ts
         # raised on the first anomalous row worth reporting; the baseline's own alarm flag is not
         # waited for: its suppression (one NAB alarm per anomaly) may fall on rows below min_value

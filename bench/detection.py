@@ -120,6 +120,9 @@ def evaluate(conn: psycopg.Connection, p: sim.Plan) -> dict[str, float]:
             continue
         first = min(r[4] for r in cases)
         dups.append(len({r[0] for r in cases}) - 1)
+        if dups[-1]:
+            print(f"  duplicate: {f.kind} on {f.device['device']}: " + "; ".join(
+                f"#{r[0]} {r[2]} at {r[4]:%m-%d %H:%M}" for r in cases))
         lead_h = (_ts(f.visible) - first).total_seconds() / 3600
         if lead_h > 0:
             early += 1

@@ -321,3 +321,22 @@ def test_business_hours_contract_and_manual_case(desk: Desk) -> None:
                                                               device_id=desk.dev["srv1"]), 0)
     with pytest.raises(ValueError, match="P1"):
         desk.act(lambda m, conn, _id: case_actions.open_case(m, conn, "desk", "P9", "x", device_id=desk.dev["srv1"]), 0)
+
+
+def test_another_problem_of_the_same_device_joins_its_case(desk: Desk) -> None:
+    desk.alarm("sw1", "threshold", "warning", T0, series="fan_rpm", text="sw1: fan 0 rpm")
+    desk.alarm("sw1", "trend", "warning", T0 + timedelta(hours=1), series="temperature_celsius",
+               text="sw1: temperature 80 °C in 6 h")
+    (case,) = desk.cases()
+    assert case["problem"] == "fan_rpm" and "related" in desk.events(case["id"])
+    assert desk.one("SELECT count(*) FROM alarms WHERE case_id = %s", case["id"]) == 2
+    desk.clear("sw1", "threshold", T0 + timedelta(hours=2), series="fan_rpm")
+    assert desk.case(case["id"])["state"] == "open"  # the temperature still stands
+    desk.clear("sw1", "trend", T0 + timedelta(hours=3), series="temperature_celsius")
+    assert desk.case(case["id"])["state"] == "recovered"
+    # grouping off: one case per device and problem
+    from dataclasses import replace
+    desk.mgr.policy = replace(desk.mgr.policy, group_by_device=False)
+    desk.alarm("sw2", "threshold", "warning", T0, series="fan_rpm")
+    desk.alarm("sw2", "trend", "warning", T0 + timedelta(hours=1), series="temperature_celsius")
+    assert len([c for c in desk.cases() if c["device_id"] == desk.dev["sw2"]]) == 2
