@@ -363,6 +363,9 @@ class FlatlineDetector(_Base):
 # ---------------------------------------------------------------- rate anomaly
 
 
+CLEAR_BELOW = 0.5  # share of a rate alarm's min_value the rate must fall below before it clears
+
+
 class RateDetector(_Base):
     """Deviation from the series' own learned normal (alerting.baseline): an error or discard rate that
     jumps is caught without anyone having set a threshold. Cleared after `quiet_s` back in range and,
@@ -401,9 +404,9 @@ class RateDetector(_Base):
         score, alarm = self.baseline.update(datetime.fromtimestamp(ts, UTC), x)
         self.recent.append((ts, x))
         anomalous = score >= 0.5 and x >= self.min_value
-        if anomalous or (self.active and 0 < self.min_value <= x):
-            # a raised error rate still above min_value stays raised, even once the baseline has got
-            # used to it: errors the device learned to live with are still errors
+        if anomalous or (self.active and 0 < self.min_value * CLEAR_BELOW <= x):
+            # a raised error rate stays raised until it falls well below min_value (hysteresis), even
+            # once the baseline has got used to it: errors the device learned to live with are errors
             self.last_anomaly = ts
         # raised on the first anomalous row worth reporting; the baseline's own alarm flag is not
         # waited for: its suppression (one NAB alarm per anomaly) may fall on rows below min_value

@@ -35,7 +35,8 @@ class Signals:
     now: float
     alarms: list[OpenAlarm] = field(default_factory=list)
     reboots: int = 0
-    raised: int = 0  # alarms raised in the repeats window (reboots excluded)
+    raised: int = 0  # alarms raised in the repeats window (reboots excluded), or cases when there are cases
+    repeats_are: str = "problems"
     inspection_due: date | None = None
     warranty_end: date | None = None
     in_service_since: date | None = None
@@ -110,7 +111,7 @@ def compute(s: Signals, w: dict[str, Any] | None = None) -> tuple[float, list[di
     if s.raised > r["free"]:
         pts = min(r["max"], (s.raised - r["free"]) * r["each"])
         parts.append({"signal": "repeats", "points": float(pts),
-                      "text": f"{s.raised} problems in {r['window_days']} days"})
+                      "text": f"{s.raised} {s.repeats_are} in {r['window_days']} days"})
     if s.inspection_due is not None and s.inspection_due < today:
         late = (today - s.inspection_due).days
         r = w["inspection"]

@@ -284,6 +284,15 @@ class DetectionWorker:
                 "JOIN alarms a ON a.device_id = w.device_id AND a.opened_at <= w.now GROUP BY a.device_id",
                 (w["reboots"]["window_days"], w["repeats"]["window_days"], ids, [_ts(now_of[d]) for d in ids])):
             signals[device].reboots, signals[device].raised = int(reboots), int(raised)
+        if self.cases is not None:  # with cases, a repeat is a case (its repeats and flaps are one)
+            for device in ids:
+                signals[device].raised, signals[device].repeats_are = 0, "cases"
+            for device, n in conn.execute(
+                    "SELECT k.device_id, count(*) FROM unnest(%s::int4[], %s::timestamptz[]) AS w(device_id, now) "
+                    "JOIN cases k ON k.device_id = w.device_id AND k.opened_at <= w.now "
+                    "  AND k.opened_at >= w.now - make_interval(days => %s) AND k.state <> 'suppressed' "
+                    "GROUP BY k.device_id", (ids, [_ts(now_of[d]) for d in ids], w["repeats"]["window_days"])):
+                signals[device].raised = int(n)
         for device, attrs in conn.execute("SELECT id, attrs FROM devices WHERE id = ANY(%s)", (ids,)):
             s = signals[device]
             s.warranty_end = health.parse_date(attrs.get("warranty_end"))

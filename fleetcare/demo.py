@@ -160,6 +160,7 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
             f"{len(spec['customers'])} customers ({spec['days']} days of history with faults, then live; "
             f"ground truth in {data_dir / 'simulated-truth.json'})",
             f"  alarms    {console}api/v1/alarms",
+            f"  cases     {console}api/v1/cases?sort=urgency   (opened from the alarms, with SLA clocks)",
             f"  logs      {children.log_dir}",
             "Press Ctrl-C to stop everything.",
             "",

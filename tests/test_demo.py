@@ -65,6 +65,12 @@ def test_demo_starts_everything_and_stops_everything(tmp_path: Path) -> None:
         assert all(a["text"] and a["detector"] for a in alarms["items"])
         healthy = _get(f"http://127.0.0.1:{port}/api/v1/devices?health_below=100")["items"]
         assert healthy, "a device with an open alarm has a health below 100"
+        # and they opened cases, with their evidence and clocks
+        cases = wait_until(lambda: (c := _get(f"http://127.0.0.1:{port}/api/v1/cases"))["total"] and c,
+                           timeout=60, interval=1, message="cases from the simulated history")
+        first = _get(f"http://127.0.0.1:{port}/api/v1/cases/{cases['items'][0]['id']}")
+        assert first["events"] and first["severity"] in ("P1", "P2", "P3", "P4") and "response" in first["clocks"]
+        assert "/api/v1/cases" in banner
         # the demo enrols its agents: remote diagnostics work out of the box
         agent = next(a for a in _get(f"http://127.0.0.1:{port}/api/v1/agents") if a["key"] == "demo-host")
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/agents/{agent['id']}/diagnostics",
