@@ -306,14 +306,16 @@ class CaseManager:
     def change_severity(self, conn: psycopg.Connection, case_id: int, severity: str, reason: str, at: datetime,
                         actor: str = SYSTEM) -> None:
         """Raise or lower a case's severity; the clocks follow (re-counted from the opening)."""
-        old = conn.execute("SELECT severity FROM cases WHERE id = %s", (case_id,)).fetchone()[0]
+        old, state = conn.execute("SELECT severity, state FROM cases WHERE id = %s", (case_id,)).fetchone()
         if old == severity:
             return
         conn.execute("UPDATE cases SET severity = %s, updated_at = now() WHERE id = %s", (severity, case_id))
-        self.set_deadlines(conn, case_id)
         verb = "raised" if severity < old else "lowered"
         self.event(conn, case_id, at, "severity_changed", f"{verb} from {old} to {severity}: {reason}", actor,
                    {"from": old, "to": severity, "reason": reason})
+        if state == "suppressed":
+            return  # no clocks, no notifications: its site case has them
+        self.set_deadlines(conn, case_id)
         self.notify(conn, case_id, "severity_changed", f"severity {verb} from {old} to {severity}: {reason}",
                     self.sla.on_severity_changed, {"from": old, "to": severity, "reason": reason})
 
@@ -329,6 +331,7 @@ class CaseManager:
         case = self.row(conn, case_id)
         if case["state"] == "suppressed":
             self.close(conn, case_id, c.at, "recovered", f"cleared: {c.text}")
+            self._site_children_clear(conn, case["parent_id"], c)
         elif case["state"] in WORKING:
             paused = self._unpause(conn, case, c.at)
             conn.execute("UPDATE cases SET state = 'recovered', recovered_at = %s, paused_s = %s, paused_at = NULL, "
@@ -338,6 +341,22 @@ class CaseManager:
             self.event(conn, case_id, c.at, "recovered", f"cause cleared ({c.text}); {what}")
         if case["device_id"] is None:
             self._site_recovered(conn, case_id, c.at)
+
+    def _site_children_clear(self, conn: psycopg.Connection, site_case: int | None, c: AlarmChange) -> None:
+        """A site case opened for its devices' reachability (no alarm of its own) recovers when the last
+        of them is reachable again."""
+        if site_case is None:
+            return
+        row = conn.execute("SELECT state, (SELECT count(*) FROM alarms WHERE case_id = %s) FROM cases WHERE id = %s",
+                           (site_case, site_case)).fetchone()
+        if row is None or row[0] not in WORKING or row[1]:
+            return  # closed already, or it has alarms of its own (an agent offline) that decide
+        if conn.execute("SELECT count(*) FROM cases WHERE parent_id = %s AND state = 'suppressed'",
+                        (site_case,)).fetchone()[0]:
+            return
+        conn.execute("UPDATE cases SET state = 'recovered', recovered_at = %s, paused_at = NULL, updated_at = now() "
+                     "WHERE id = %s", (c.at, site_case))
+        self.event(conn, site_case, c.at, "recovered", "every device of the site is reachable again")
 
     def _unpause(self, conn: psycopg.Connection, case: dict[str, Any], at: datetime) -> float:
         st = self.clocks(case)

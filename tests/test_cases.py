@@ -219,6 +219,9 @@ def test_a_site_outage_is_one_case_and_its_device_cases_are_suppressed(desk: Des
     desk.clear("sw3", "snmp", T0 + timedelta(minutes=20))
     states = {c["id"]: c["state"] for c in desk.cases()}
     assert all(states[c["id"]] == "closed" for c in children)
+    assert states[site[0]["id"]] == "recovered"  # and the site case with the last of them
+    desk.tick(T0 + timedelta(hours=2))
+    assert desk.case(site[0]["id"])["state"] == "closed"
 
 
 def test_agent_offline_opens_a_site_case(desk: Desk) -> None:
