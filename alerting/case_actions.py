@@ -204,7 +204,8 @@ def callback(mgr: CaseManager, conn: psycopg.Connection, case_id: int, by: str, 
 
 def open_case(mgr: CaseManager, conn: psycopg.Connection, by: str, severity: str, title: str, *,
               customer_id: int | None = None, site_id: int | None = None, device_id: int | None = None,
-              description: str = "", problem: str = "manual", at: datetime | None = None) -> int:
+              description: str = "", problem: str = "manual", at: datetime | None = None,
+              source: str = "manual") -> int:
     """A case opened by a person (the customer called, an inspection found something): the same
     clocks and notifications as one the monitoring opened; the device's history as evidence."""
     at = _now(at)
@@ -219,7 +220,7 @@ def open_case(mgr: CaseManager, conn: psycopg.Connection, by: str, severity: str
         raise ActionRefused(f"case #{existing[0]} is already open for this {'device' if device_id else 'site'} "
                             f"and problem {problem!r}: comment on it, or name another problem")
     evidence = gather(conn, w, "", at, None) if w.device_id else {}
-    case_id = mgr.insert(conn, w, problem, severity, title, description, evidence, at, source="manual", actor=by)
+    case_id = mgr.insert(conn, w, problem, severity, title, description, evidence, at, source=source, actor=by)
     mgr.opened(conn, case_id, severity, at)
     return case_id
 

@@ -90,15 +90,33 @@ def history(conn: psycopg.Connection, device_id: int, at: datetime) -> dict[str,
     }
 
 
+def archive(conn: psycopg.Connection, device_id: int) -> dict[str, Any]:
+    """The device archive's facts (device_service: archive, else what the device reports) and its
+    inspections: what an engineer reads before going on site."""
+    row = conn.execute(
+        "SELECT v.brand, v.model, v.serial, v.location, v.firmware, v.accepted_on, v.warranty_end, v.covered, "
+        "  (SELECT due_on FROM inspections WHERE device_id = v.device_id AND state = 'planned'), "
+        "  (SELECT max(done_at) FROM inspections WHERE device_id = v.device_id AND state = 'done') "
+        "FROM device_service v WHERE v.device_id = %s", (device_id,)).fetchone()
+    if row is None:
+        return {}
+    keys = ("brand", "model", "serial", "location", "firmware", "accepted_on", "warranty_end", "covered",
+            "inspection_due", "last_inspection")
+    return {k: (v.isoformat() if isinstance(v, (date, datetime)) else v) for k, v in zip(keys, row) if v is not None}
+
+
 def gather(conn: psycopg.Connection, w: Where, series: str, at: datetime, alarm: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"alarm": alarm}
     if w.device_id is not None:
         out["snapshot"] = snapshot(conn, w.device_id, series, at)
         out["history"] = history(conn, w.device_id, at)
-        out["warranty"] = warranty(w.attrs, at.date())
+        facts = archive(conn, w.device_id)
+        out["warranty"] = warranty({"warranty_end": facts.get("warranty_end") or w.attrs.get("warranty_end")},
+                                   at.date())
         out["device"] = {"id": w.device_id, "name": w.device, "kind": w.kind,
                          **{k: w.attrs[k] for k in ("brand", "model", "serial", "location", "firmware",
-                                                    "inspection_due", "last_inspection") if k in w.attrs}}
+                                                    "inspection_due", "last_inspection") if k in w.attrs},
+                         **{k: v for k, v in facts.items() if k not in ("warranty_end", "covered")}}
     return out
 
 

@@ -96,6 +96,14 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def _email_text(payload: dict[str, Any]) -> str:
+    if "case" not in payload:  # a report or an inspection: the text says it, the data follows
+        lines = [payload["text"], ""]
+        for key, value in (payload.get("report") or payload.get("inspection") or {}).items():
+            if not isinstance(value, dict):
+                lines.append(f"{key.replace('_', ' ')}: {value}")
+        if payload.get("report"):
+            lines += ["", "The report is attached (PDF)."]
+        return "\n".join(lines)
     c = payload["case"]
     lines = [payload["text"], "", f"Case #{c['id']} — {c['severity']} — {c['state']}", c["title"], ""]
     if c.get("customer"):
@@ -106,6 +114,22 @@ def _email_text(payload: dict[str, Any]) -> str:
     if c.get("description"):
         lines += ["", c["description"]]
     return "\n".join(lines)
+
+
+def _report_pdf(conn: psycopg.Connection, report_id: int | None) -> tuple[str, bytes] | None:
+    """The stored report's PDF; a report stored without one is sent when PDF rendering works again."""
+    if report_id is None:
+        return None
+    row = conn.execute("SELECT r.pdf, c.key, r.period, r.lang FROM reports r JOIN customers c ON c.id = r.customer_id "
+                       "WHERE r.id = %s", (report_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"report {report_id} is gone")
+    if row[0] is None:
+        from api.reports.render import pdf  # the API's renderer; the deliverer runs in the server process
+        data = pdf(conn.execute("SELECT html FROM reports WHERE id = %s", (report_id,)).fetchone()[0])
+        conn.execute("UPDATE reports SET pdf = %s WHERE id = %s AND pdf IS NULL", (data, report_id))
+        return f"{row[1]}-{row[2]}-{row[3]}.pdf", data
+    return f"{row[1]}-{row[2]}-{row[3]}.pdf", bytes(row[0])
 
 
 class Deliverer:
@@ -126,10 +150,13 @@ class Deliverer:
         with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
             return f"HTTP {resp.status}"
 
-    def _email(self, target: str, subject: str, payload: dict[str, Any]) -> str:
+    def _email(self, target: str, subject: str, payload: dict[str, Any],
+               attachment: tuple[str, bytes] | None = None) -> str:
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = self.cfg.smtp_from, target, subject
         msg.set_content(_email_text(payload))
+        if attachment is not None:
+            msg.add_attachment(attachment[1], maintype="application", subtype="pdf", filename=attachment[0])
         with smtplib.SMTP(self.cfg.smtp_host, self.cfg.smtp_port, timeout=self.cfg.timeout_s) as smtp:
             if self.cfg.smtp_starttls:
                 smtp.starttls()
@@ -146,16 +173,16 @@ class Deliverer:
         done = 0
         with conn.transaction():
             rows = conn.execute(
-                "SELECT id, channel, target, event, subject, payload, attempts FROM notifications "
+                "SELECT id, channel, target, event, subject, payload, attempts, report_id FROM notifications "
                 "WHERE state = 'pending' AND next_attempt_at <= %s ORDER BY next_attempt_at, id "
                 "LIMIT %s FOR UPDATE SKIP LOCKED", (now, limit)).fetchall()
-            for nid, channel, target, event, subject, payload, attempts in rows:
+            for nid, channel, target, event, subject, payload, attempts, report_id in rows:
                 t0 = time.perf_counter()
                 try:
                     if channel == "webhook":
                         detail = self._webhook(target, nid, event, json.dumps(payload, default=str).encode())
                     else:
-                        detail = self._email(target, subject, payload)
+                        detail = self._email(target, subject, payload, _report_pdf(conn, report_id))
                     ok = True
                 except urllib.error.HTTPError as exc:
                     ok, detail = False, f"HTTP {exc.code} {exc.reason}"

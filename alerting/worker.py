@@ -29,12 +29,15 @@ from alerting.cases import CaseManager
 from alerting.detectors import CLEARED, RAISED, SEVERITY_CHANGED, Alarm
 from alerting.engine import DetectionEngine, DeviceContext, Finding
 from alerting.event_rules import EventRules, load_event_rules
+from alerting.inspections import Inspections
 from alerting.policies import Policies, load_policies
 from collector.store import WriteResult
 
 log = logging.getLogger(__name__)
 
 SERIES_DETECTORS = ("threshold", "trend", "flatline", "rate", "flap")
+LIVE_WITHIN_S = 86_400.0  # event time this close to the wall clock is live, not replayed history
+REPLAN_ON_CHANGE = 1.0  # points of health a device must move (or first get) to replan its inspection
 HEALTH_EVERY_S = 3600.0  # event time between two stored scores of a device whose score did not change
 
 
@@ -45,8 +48,9 @@ def _ts(epoch: float) -> datetime:
 class DetectionWorker:
     def __init__(self, database_url: str, *, policies: Policies | None = None, rules: EventRules | None = None,
                  warmup_h: float = 24.0, queue_max: int = 1000, sweep_s: float = 5.0,
-                 cases: CaseManager | None = None) -> None:
+                 cases: CaseManager | None = None, inspections: Inspections | None = None) -> None:
         self.database_url = database_url
+        self.inspections = inspections  # None: no replanning here (the hourly job still plans)
         self.cases = cases  # None: alarms only (as `fleetcare detect` and some tests want)
         self.rules = rules or load_event_rules()
         self.engine = DetectionEngine(policies or load_policies(), self.rules)
@@ -293,19 +297,31 @@ class DetectionWorker:
                     "  AND k.opened_at >= w.now - make_interval(days => %s) AND k.state <> 'suppressed' "
                     "GROUP BY k.device_id", (ids, [_ts(now_of[d]) for d in ids], w["repeats"]["window_days"])):
                 signals[device].raised = int(n)
-        for device, attrs in conn.execute("SELECT id, attrs FROM devices WHERE id = ANY(%s)", (ids,)):
-            s = signals[device]
-            s.warranty_end = health.parse_date(attrs.get("warranty_end"))
-            s.inspection_due = health.parse_date(attrs.get("inspection_due"))
-            s.in_service_since = health.parse_date(attrs.get("acceptance_date") or attrs.get("installed"))
+        for device, attrs, warranty_end, accepted_on, installed_on, due_on in conn.execute(
+                "SELECT d.id, d.attrs, v.warranty_end, v.accepted_on, v.installed_on, "
+                "  (SELECT due_on FROM inspections i WHERE i.device_id = d.id AND i.state = 'planned') "
+                "FROM devices d LEFT JOIN device_service v ON v.device_id = d.id WHERE d.id = ANY(%s)", (ids,)):
+            s = signals[device]  # the archive first, what the device reports about itself second
+            s.warranty_end = warranty_end or health.parse_date(attrs.get("warranty_end"))
+            s.inspection_due = due_on or health.parse_date(attrs.get("inspection_due"))
+            s.in_service_since = (accepted_on or installed_on
+                                  or health.parse_date(attrs.get("acceptance_date") or attrs.get("installed")))
+        moved: list[int] = []
         for device in ids:
             score, breakdown = health.compute(signals[device], w)
             at = now_of[device]
             conn.execute("UPDATE devices SET health = %s, health_breakdown = %s, health_at = %s WHERE id = %s",
                          (score, json.dumps(breakdown), _ts(at), device))
             stored = self.health_at.get(device)
+            if stored is None or abs(stored[1] - score) >= REPLAN_ON_CHANGE:
+                moved.append(device)
             if stored is None or stored[1] != score or at - stored[0] >= HEALTH_EVERY_S:
                 conn.execute("INSERT INTO health_scores (device_id, time, score, breakdown) VALUES (%s, %s, %s, %s) "
                              "ON CONFLICT (device_id, time) DO UPDATE SET score = EXCLUDED.score, "
                              "breakdown = EXCLUDED.breakdown", (device, _ts(at), score, json.dumps(breakdown)))
                 self.health_at[device] = (at, score)
+        live = [d for d in moved if time.time() - now_of[d] < LIVE_WITHIN_S]
+        if live and self.inspections is not None:
+            # health moved: bring the inspection forward now, not at the next hourly plan. Only for live
+            # data: a dip in replayed history says nothing about when to visit today.
+            self.inspections.replan(conn, live)

@@ -16,15 +16,18 @@ from api import errors
 from api.models import Health
 from agent import wire
 from api.commands import Commander
-from api.routes import alarms, callbacks, cases, contracts, devices, diagnostics, fleet, maintenance, notifications
+from api.routes import (alarms, archive, callbacks, cases, contracts, customers, devices, diagnostics, fleet,
+                        maintenance, notifications)
+from api.routes import inspections as inspections_routes
 from collector.config import MqttSection
 
 
 def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | None = None,
-               case_manager: Any = None) -> FastAPI:
+               case_manager: Any = None, inspections: Any = None) -> FastAPI:
     """The app does not need the database to start: routes answer 503 until it is reachable.
     ``mqtt`` names the broker that carries diagnostics commands (none: those routes answer 503);
-    ``case_manager`` is the CaseManager of the server's configuration (none: the shipped policies)."""
+    ``case_manager`` is the CaseManager of the server's configuration (none: the shipped policies),
+    ``inspections`` its inspection planner (none: the shipped rules and checklists)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,6 +44,11 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
             app.state.cases = CaseManager()
         else:
             app.state.cases = case_manager
+        if inspections is None:
+            from alerting.inspections import Inspections
+            app.state.inspections = Inspections()
+        else:
+            app.state.inspections = inspections
         app.state.commander = (Commander(mqtt.url, mqtt.username, mqtt.password, mqtt.ca_file)
                                if mqtt is not None and mqtt.url else None)
         app.state.topic_prefix = mqtt.topic_prefix if mqtt is not None else wire.DEFAULT_PREFIX
@@ -54,7 +62,9 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
 
     app = FastAPI(title="fleetcare", version=agent_version(), lifespan=lifespan,
                   description="Watch the equipment installed at customer sites: devices, their live "
-                              "status and metric history, alarms, and the service cases opened from them with their SLA clocks.")
+                              "status and metric history, alarms, the service cases opened from them with their SLA "
+                              "clocks, the device archive, inspections planned from health, and customer health "
+                              "reports.")
     errors.install(app)
     app.include_router(devices.router)
     app.include_router(alarms.router)
@@ -65,6 +75,9 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
     app.include_router(maintenance.router)
     app.include_router(notifications.router)
     app.include_router(callbacks.router)
+    app.include_router(archive.router)
+    app.include_router(inspections_routes.router)
+    app.include_router(customers.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"],
              responses={503: {"model": Health, "description": "The database is unreachable"}})

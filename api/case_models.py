@@ -4,7 +4,7 @@ happen to a case now) are alerting/case_actions.py's and give a 409."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -85,6 +85,8 @@ class CaseAlarm(BaseModel):
 class CallbackPublic(BaseModel):
     id: int
     customer: str
+    kind: Literal["case", "scheduled"] = "case"
+    contract_id: int | None = None
     case_id: int | None
     case_title: str | None = None
     due_at: datetime
@@ -174,6 +176,29 @@ class ContractIn(BaseModel):
         default_factory=dict, description='Hours per severity replacing the policy\'s: {"P1": {"response_h": 0.5}}')
     contacts: list[Contact] = Field(default_factory=list, description="Who escalations and notifications reach")
     active: bool = True
+    starts_on: date | None = None
+    ends_on: date | None = None
+    sites: list[str] = Field(default_factory=list, description="Site keys covered; with devices both empty: "
+                                                               "every device of the customer")
+    devices: list[str] = Field(default_factory=list, description='Devices covered, as "site/device" keys')
+    accepted_on: date | None = Field(None, description="Acceptance date (验收日期) of the covered devices that "
+                                                       "have none of their own: starts warranty and callbacks")
+    warranty_months: int = Field(12, ge=0, le=240)
+    inspection_cadence: str = Field("quarterly", description="monthly, bimonthly, seasonal, quarterly, semiannual, "
+                                                             "annual (alerting/data/inspection.toml)")
+    callback_plan: str = Field("standard", description="A plan of alerting/data/inspection.toml [callbacks.*]")
+    report_recipients: list[str] = Field(default_factory=list, description="E-mail addresses the monthly "
+                                                                           "health report goes to")
+    report_language: Literal["en", "zh-CN"] = "en"
+
+    @model_validator(mode="after")
+    def _dates(self) -> ContractIn:
+        if self.starts_on and self.ends_on and self.ends_on <= self.starts_on:
+            raise ValueError("ends_on must come after starts_on")
+        for addr in self.report_recipients:
+            if "@" not in addr or len(addr) > 320:
+                raise ValueError(f"report_recipients: {addr!r} is not an e-mail address")
+        return self
 
 
 class ContractPublic(ContractIn):

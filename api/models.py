@@ -76,14 +76,6 @@ class SeriesPublic(BaseModel):
     points: list[SeriesPoint]
 
 
-class CustomerPublic(BaseModel):
-    id: int
-    key: str
-    name: str
-    sites: int
-    devices: int
-
-
 class SitePublic(BaseModel):
     id: int
     key: str

@@ -98,6 +98,10 @@ class AlertingSection:
     case_policy_file: str = ""
     #: SLA policies, calendars and escalation file; empty: the shipped alerting/data/sla.toml.
     sla_file: str = ""
+    #: Inspection cadences, health rules, overdue steps and callback plans; empty: alerting/data/inspection.toml.
+    inspection_file: str = ""
+    #: Folder of inspection checklists (*.toml); empty: the shipped alerting/data/checklists.
+    checklists_dir: str = ""
 
     def validate(self) -> None:
         if self.warmup_h < 0:

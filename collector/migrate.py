@@ -52,6 +52,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "diagnostics", lambda db: {"*": _sql("005_diagnostics.sql")}),
     Migration(6, "alarms-health", lambda db: {"*": _sql("006_alarms.sql")}),
     Migration(7, "cases", lambda db: {"*": _sql("007_cases.sql")}),
+    Migration(8, "maintenance", lambda db: {"*": _sql("008_maintenance.sql")}),
 ]
 
 LATEST = MIGRATIONS[-1].version

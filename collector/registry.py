@@ -108,8 +108,10 @@ class Registry:
                 customer = _upsert_id(conn, "INSERT INTO customers (key, name) VALUES (%s, %s) "
                                             "ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING id",
                                       (owner, owner))
+            before = conn.execute("SELECT attrs FROM devices WHERE id = %s", (device,)).fetchone()
             conn.execute("UPDATE devices SET kind = %s, name = %s, attrs = %s, customer_id = %s WHERE id = %s",
                          (d.kind, d.name, json.dumps(d.attrs), customer, device))
+            self._firmware_change(conn, device, agent, (before[0] if before else None) or {}, d.attrs)
             state = d.attrs.get("state")
             if state in STATE_STATUS and state != "reachable":  # the agent's current view after a reconnect
                 detail = d.attrs.get("state_detail")  # absent: keep the reason a state event gave
@@ -120,6 +122,21 @@ class Registry:
                          "ON CONFLICT (name) DO UPDATE SET unit = EXCLUDED.unit, type = EXCLUDED.type, "
                          "description = EXCLUDED.description, updated_at = now()",
                          (m.name, m.unit, m.type, m.description))
+
+    @staticmethod
+    def _firmware_change(conn: psycopg.Connection, device: int, agent: int, old: dict[str, Any],
+                         new: dict[str, Any]) -> None:
+        """A new firmware (or SNMP sysDescr, which carries the release) is an event of the device's
+        archive; the first birth only sets the baseline."""
+        for key in ("firmware", "sys_descr"):
+            was, now = old.get(key), new.get(key)
+            if was and now and was != now:
+                conn.execute("INSERT INTO device_events (device_id, agent_id, kind, severity, text, detail) "
+                             "VALUES (%s, %s, 'firmware_changed', 'info', %s, %s)",
+                             (device, agent, f"{'firmware' if key == 'firmware' else 'system description'} changed: "
+                                             f"{str(was)[:120]} → {str(now)[:120]}",
+                              json.dumps({"field": key, "old": was, "new": now})))
+                return
 
     def apply_events(self, conn: psycopg.Connection, events: wire.Events) -> None:
         """Keep every event on its device's timeline; a state event also sets the device's status."""

@@ -73,12 +73,25 @@ def case_manager(cfg: ServerConfig):  # -> alerting.cases.CaseManager
         raise StartupError(str(exc)) from None
 
 
+def inspections(cfg: ServerConfig):  # -> alerting.inspections.Inspections
+    """The inspection rules and checklists; a wrong file stops start-up with the file and field named."""
+    from alerting.inspection_policy import CHECKLIST_DIR, DEFAULT_FILE, load_inspection_policy
+    from alerting.inspections import Inspections
+    from alerting.policies import PolicyError
+    try:
+        return Inspections(load_inspection_policy(cfg.alerting.inspection_file or DEFAULT_FILE,
+                                                  cfg.alerting.checklists_dir or CHECKLIST_DIR))
+    except PolicyError as exc:
+        raise StartupError(str(exc)) from None
+
+
 def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bool = True) -> int:
     """Run the chosen parts in this process until a signal; returns the exit code."""
     stop = threading.Event()
     _install_stop(stop)
     policies = None
     cases = None
+    planner = None
     try:
         if collector and cfg.alerting.enabled:  # a wrong policy file stops start-up, naming file and field
             from alerting.event_rules import load_event_rules
@@ -89,6 +102,7 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
                 raise StartupError(str(exc)) from None
         if collector or api or jobs:
             cases = case_manager(cfg)
+            planner = inspections(cfg)
         info = wait_and_migrate(cfg, stop)
         log.info("schema at version %s on %s", info["to"], info["backend"])
         protocol = negotiate(cfg, stop) if collector else None
@@ -102,7 +116,8 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
         if policies is not None:
             from alerting.worker import DetectionWorker
             worker = DetectionWorker(cfg.database.url, warmup_h=cfg.alerting.warmup_h, policies=policies[0],
-                                     rules=policies[1], cases=cases if cfg.alerting.cases else None)
+                                     rules=policies[1], cases=cases if cfg.alerting.cases else None,
+                                     inspections=planner)
             listeners.append(worker.submit)
             w = threading.Thread(target=worker.run, args=(stop,), name="detection", daemon=True)
             w.start()
@@ -122,7 +137,9 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
         with pool.connection() as conn:
             applicable = maintenance.applicable(conn, maintenance.jobs(cfg.database.retention_days,
                                                                        cfg.collector.stale_intervals))
-        scheduler = sched.start(pool, applicable)
+        from alerting import service_jobs
+        service_jobs.bind(service_jobs.Context(pool, cfg.notify, planner))
+        scheduler = sched.start(pool, applicable, database_url=cfg.database.url, durable=service_jobs.jobs())
         from alerting.notify import Deliverer
         deliverer = Deliverer(cfg.database.url, cfg.notify)
         d = threading.Thread(target=deliverer.run, args=(stop,), name="notifications", daemon=True)
@@ -132,7 +149,8 @@ def run(cfg: ServerConfig, *, collector: bool = True, api: bool = True, jobs: bo
         if api:
             import uvicorn
             from api.app import create_app
-            app = create_app(cfg.database.url, pool_max=cfg.database.pool_max, mqtt=cfg.mqtt, case_manager=cases)
+            app = create_app(cfg.database.url, pool_max=cfg.database.pool_max, mqtt=cfg.mqtt, case_manager=cases,
+                             inspections=planner)
             server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port,
                                                    log_level="warning", access_log=False))
             log.info("API listening on http://%s:%d", cfg.api.host, cfg.api.port)

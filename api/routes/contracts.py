@@ -1,5 +1,6 @@
-"""Contracts, their SLA part: the policy and calendar a customer's cases run on, overrides of single
-hours, and the contacts escalations reach. The preventive-maintenance part extends them."""
+"""Contracts: the SLA part (the policy and calendar a customer's cases run on, overrides of single
+hours, the contacts escalations reach) and the preventive-maintenance part (coverage, acceptance and
+warranty, inspection cadence, callback plan, report recipients and language)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from psycopg.rows import dict_row
 
 from alerting.cases import CaseManager
+from alerting.inspections import Inspections
 from alerting.policies import PolicyError
 from alerting.sla import parse_budgets
 from api.case_models import ContractIn, ContractPublic
@@ -28,8 +30,12 @@ _ERRORS = {404: {"model": ErrorBody, "description": "No such contract"},
            422: {"model": ErrorBody, "description": "Unknown customer, SLA policy or calendar, or bad hours"}}
 
 
-def _check(mgr: CaseManager, body: ContractIn) -> None:
+def _check(mgr: CaseManager, planner: Inspections, body: ContractIn) -> None:
+    if body.callback_plan not in planner.policy.callback_plans:
+        raise Unprocessable(f"callback_plan {body.callback_plan!r} is not one of "
+                            f"{', '.join(planner.policy.callback_plans)}")
     try:
+        planner.policy.months(body.inspection_cadence)
         policy = mgr.sla.policy(body.sla_policy)
         mgr.sla.calendar(body.calendar or policy.calendar)
         parse_budgets(body.sla_overrides, "sla_overrides", policy.budgets)
@@ -58,9 +64,16 @@ def _one(conn: psycopg.Connection, contract_id: int) -> dict[str, Any]:
     return row
 
 
+_COLUMNS = ("customer_id", "key", "name", "sla_policy", "calendar", "sla_overrides", "contacts", "active", "starts_on",
+            "ends_on", "sites", "devices", "accepted_on", "warranty_months", "inspection_cadence", "callback_plan",
+            "report_recipients", "report_language")
+
+
 def _params(body: ContractIn) -> tuple:
     return (body.customer_id, body.key, body.name, body.sla_policy, body.calendar, json.dumps(body.sla_overrides),
-            json.dumps([c.model_dump(exclude_none=True) for c in body.contacts]), body.active)
+            json.dumps([c.model_dump(exclude_none=True) for c in body.contacts]), body.active, body.starts_on,
+            body.ends_on, json.dumps(body.sites), json.dumps(body.devices), body.accepted_on, body.warranty_months,
+            body.inspection_cadence, body.callback_plan, json.dumps(body.report_recipients), body.report_language)
 
 
 @router.get("", response_model=list[ContractPublic], summary="Contracts, optionally of one customer")
@@ -77,17 +90,16 @@ def get_contract(conn: Conn, contract_id: int) -> dict[str, Any]:
 
 @router.post("", response_model=ContractPublic, status_code=201, summary="Create a contract", responses=_ERRORS)
 def create_contract(conn: Conn, request: Request, body: ContractIn) -> dict[str, Any]:
-    _check(request.app.state.cases, body)
-    cid = _write(conn, "INSERT INTO contracts (customer_id, key, name, sla_policy, calendar, sla_overrides, contacts, "
-                       "active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id", _params(body))
+    _check(request.app.state.cases, request.app.state.inspections, body)
+    cid = _write(conn, f"INSERT INTO contracts ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
+                       "RETURNING id", _params(body))
     return _one(conn, cid)
 
 
 @router.put("/{contract_id}", response_model=ContractPublic, summary="Replace a contract; cases already open "
             "keep the hours they opened with", responses=_ERRORS)
 def update_contract(conn: Conn, request: Request, contract_id: int, body: ContractIn) -> dict[str, Any]:
-    _check(request.app.state.cases, body)
-    _write(conn, "UPDATE contracts SET customer_id = %s, key = %s, name = %s, sla_policy = %s, calendar = %s, "
-                 "sla_overrides = %s, contacts = %s, active = %s, updated_at = now() WHERE id = %s RETURNING id",
-           _params(body) + (contract_id,))
+    _check(request.app.state.cases, request.app.state.inspections, body)
+    _write(conn, f"UPDATE contracts SET {', '.join(c + ' = %s' for c in _COLUMNS)}, updated_at = now() "
+                 "WHERE id = %s RETURNING id", _params(body) + (contract_id,))
     return _one(conn, contract_id)

@@ -1,4 +1,4 @@
-"""Customers, sites, agents, the metric catalogue and what ingest refused."""
+"""Sites, agents, the metric catalogue and what ingest refused."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import db
 from api.errors import NotFound
-from api.models import AgentPublic, CustomerPublic, ErrorBody, MetricInfoPublic, RejectedSummary, SitePublic
+from api.models import AgentPublic, ErrorBody, MetricInfoPublic, RejectedSummary, SitePublic
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
 
@@ -24,16 +24,6 @@ SELECT a.id, a.key, c.key AS customer, s.key AS site, a.version, a.state, a.stat
            FROM agent_sequences q WHERE q.agent_id = a.id GROUP BY q.boot) per_boot) AS gaps
 FROM agents a JOIN sites s ON s.id = a.site_id JOIN customers c ON c.id = s.customer_id
 """
-
-
-@router.get("/customers", response_model=list[CustomerPublic], summary="Customers and their size")
-async def list_customers(conn: Conn) -> list[dict[str, Any]]:
-    return await (await conn.execute(
-        "SELECT c.id, c.key, c.name, "
-        "  (SELECT count(*) FROM sites s WHERE s.customer_id = c.id) AS sites, "
-        "  (SELECT count(*) FROM devices d JOIN agents a ON a.id = d.agent_id JOIN sites s ON s.id = a.site_id "
-        "   WHERE coalesce(d.customer_id, s.customer_id) = c.id) AS devices "
-        "FROM customers c ORDER BY c.key")).fetchall()
 
 
 @router.get("/sites", response_model=list[SitePublic], summary="Sites, optionally of one customer")
