@@ -123,6 +123,40 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render one customer's health report for one month: the stored one when the month was issued,
+    else built now (and kept, once the month has ended)."""
+    cfg = _server_config(args)
+    if not cfg.database.url:
+        _config_error("database.url is not set: set FLEETCARE_DATABASE_URL or [database] url")
+    import psycopg
+
+    from api.reports import data as report_data
+    from api.reports import render, store
+    try:
+        with psycopg.connect(cfg.database.url, autocommit=True) as conn:
+            report = store.get(conn, args.customer, args.period, args.lang, want_pdf=args.format == "pdf")
+    except report_data.ReportError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    except render.PdfUnavailable as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError as exc:
+        print(f"report: database unavailable: {str(exc).strip()}", file=sys.stderr)
+        return 1
+    body = report.pdf if args.format == "pdf" else report.html.encode()
+    assert body is not None
+    if args.output is None or str(args.output) == "-":
+        sys.stdout.buffer.write(body)
+    else:
+        args.output.write_bytes(body)
+        state = "issued" if report.stored else "provisional (the month is still running)"
+        print(f"{args.output}: {args.format} report of {args.customer} for {args.period} in {args.lang}, {state}",
+              file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleetcare", description="Watch installed equipment at customer "
                                      "sites and fix it before the customer notices.")
@@ -187,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-url", help="broker URL (default: FLEETCARE_MQTT_URL or mqtt://127.0.0.1:1883)")
     p.add_argument("--topic-prefix", default="fleetcare", help="MQTT topic prefix (fleetcare)")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("report", help="a customer's monthly health report (HTML or PDF, English or Chinese)")
+    p.add_argument("--customer", required=True, help="customer key or id")
+    p.add_argument("--period", required=True, help="the month, YYYY-MM")
+    p.add_argument("--format", choices=("html", "pdf"), default="html")
+    p.add_argument("--lang", choices=("en", "zh-CN"), default="en")
+    p.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    p.add_argument("--config", type=Path, help="server TOML file")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     p.add_argument("--config", type=Path, help="server TOML file")

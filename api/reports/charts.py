@@ -21,7 +21,7 @@ def _fmt(v: float) -> str:
     return f"{v:.1f}".rstrip("0").rstrip(".")
 
 
-def hbars(rows: list[tuple[str, float | None]], *, width: int = 520, lo: float = 0.0, hi: float = 100.0,
+def hbars(rows: list[tuple[str, float | None]], *, width: int = 430, lo: float = 0.0, hi: float = 100.0,
           unit: str = "%", bar_h: int = 18, label_w: int = 140, na: str = "n/a") -> str:
     """Horizontal bars with the value printed at each bar's end (availability per site)."""
     gap = 8
@@ -74,7 +74,7 @@ def sparkline(values: list[float], *, width: int = 140, height: int = 28, lo: fl
     return "".join(parts)
 
 
-def columns(counts: dict[str, int], *, width: int = 260, height: int = 130) -> str:
+def columns(counts: dict[str, int], *, width: int = 220, height: int = 130) -> str:
     """Cases by severity: one column each, the count on top."""
     n = max(1, len(counts))
     top = max([1, *counts.values()])
