@@ -219,7 +219,7 @@ class Inspections:
              json.dumps(list(parts_replaced)), notes, inspection_id))
         text = (f"inspection #{inspection_id} done by {by}: {len(results) - len(failed)}/{len(results)} items ok"
                 + (f", {len(stored_findings)} finding(s)" if stored_findings else "")
-                + (f", parts replaced: {', '.join(p.get('part', '?') for p in parts_replaced)}" if parts_replaced else ""))
+                + (f", parts replaced: {', '.join(p.get('name', '?') for p in parts_replaced)}" if parts_replaced else ""))
         conn.execute("INSERT INTO device_events (time, device_id, kind, severity, text, detail) "
                      "VALUES (%s, %s, 'inspection', %s, %s, %s)",
                      (at, i["device_id"], "warning" if failed or stored_findings else "info", text,

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from psycopg_pool import ConnectionPool
 
@@ -76,7 +75,7 @@ def jobs() -> list[DurableJob]:
     return [
         DurableJob("plan-inspections", "alerting.service_jobs:plan_inspections", IntervalTrigger(hours=1)),
         DurableJob("schedule-callbacks", "alerting.service_jobs:schedule_callbacks", IntervalTrigger(hours=6)),
-        # the 1st of each month shortly after midnight UTC: last month's reports
-        DurableJob("issue-reports", "alerting.service_jobs:issue_reports",
-                   CronTrigger(day=1, hour=0, minute=30, timezone=UTC)),
+        # hourly: a month's reports are issued in the first hour after its end in which its data has
+        # settled (a site catching up on its spool delays them, never loses them)
+        DurableJob("issue-reports", "alerting.service_jobs:issue_reports", IntervalTrigger(hours=1)),
     ]

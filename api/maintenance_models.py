@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from api.case_models import Part  # one shape for parts, on cases and inspections
+
 Who = Field(min_length=1, max_length=200, description="Who does it (recorded on the event)")
 Warranty = Literal["in_warranty", "expiring", "expired", "unknown"]
 
@@ -140,12 +142,6 @@ class Finding(BaseModel):
     text: str = Field(min_length=1, max_length=2000)
     severity: Literal["P1", "P2", "P3", "P4"] = "P3"
     open_case: bool = Field(False, description="Open a case for it (source: inspection)")
-
-
-class Part(BaseModel):
-    part: str = Field(min_length=1, max_length=200)
-    qty: int = Field(1, ge=1, le=10_000)
-    serial: str | None = None
 
 
 class InspectionComplete(BaseModel):

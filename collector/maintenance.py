@@ -57,6 +57,18 @@ def rollup(conn: psycopg.Connection, limit: int = 2000) -> int:
     return len(buckets)
 
 
+def rollup_backlog(conn: psycopg.Connection, budget_s: float = 20.0, limit: int = 2000) -> int:
+    """Roll up batch after batch while there is a backlog (a site's spool, replayed history), within
+    a time budget so the job's cadence holds; returns the buckets done."""
+    import time
+    done, started = 0, time.monotonic()
+    while True:
+        n = rollup(conn, limit)
+        done += n
+        if n < limit or time.monotonic() - started > budget_s:
+            return done
+
+
 def partitions(conn: psycopg.Connection, retention_days: int) -> int:
     """Create the next days' partitions and drop those past retention; returns partitions dropped."""
     today = int(time.time() // DAY)
@@ -129,7 +141,7 @@ class Job:
 def jobs(retention_days: int, stale_intervals: float) -> list[Job]:
     """The collector's housekeeping, as the scheduler registers it."""
     return [
-        Job("rollup", 30, rollup, POSTGRES),
+        Job("rollup", 30, rollup_backlog, POSTGRES),
         Job("partitions", 3600, lambda c: partitions(c, retention_days), POSTGRES),
         Job("prune-rejected", 3600, prune),
         Job("liveness", 15, lambda c: liveness(c, stale_intervals)),

@@ -263,7 +263,7 @@ class Store:
             "WITH newest AS (SELECT d AS device_id, to_timestamp(t) AS seen "
             "                FROM unnest(%(ids)s::int4[], %(times)s::float8[]) AS n(d, t)), "
             "changed AS ( "
-            "  UPDATE devices d SET last_seen = greatest(d.last_seen, n.seen), "
+            "  UPDATE devices d SET last_seen = greatest(d.last_seen, n.seen), received_at = now(), "
             "    status = CASE WHEN d.status IN ('unknown', 'offline') AND "
             "                  n.seen >= now() - make_interval(secs => %(k)s * coalesce((d.attrs->>'interval_s')::float8, a.interval_s, 60)) "
             "                  THEN 'online' ELSE d.status END, "

@@ -211,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="same seed, same fleet, faults and readings (1)")
     p.add_argument("--truth", type=Path, metavar="FILE.json", help="write the ground truth here")
     p.add_argument("--interval", type=float, default=60.0, help="simulated seconds between samples (60)")
+    p.add_argument("--history-interval", type=float, default=0.0,
+                   help="seconds between samples of the history (before now); default: --interval")
+    p.add_argument("--repair-h", type=float, default=0.0,
+                   help="repair each fault this many hours after it becomes visible; negative: before (default: never)")
     p.add_argument("--customers", type=int, default=0, help="number of customers (default: one per 12 devices)")
     p.add_argument("--sites", type=int, default=0, help="sites per customer (default: one per 4 devices)")
     p.add_argument("--start", type=float, help="simulated start, epoch seconds (default: now minus --days)")

@@ -57,7 +57,8 @@ def simulate_args(data_dir: Path, mqtt_url: str) -> list[str]:
     """`fleetcare simulate` for the demo's fleet: history up to now at once, then live."""
     sim = fleet()["simulate"]
     return ["simulate", "--devices", str(sim["devices"]), "--days", str(sim["days"]),
-            "--interval", str(sim["interval"]), "--seed", str(sim["seed"]),
+            "--interval", str(sim["interval"]), "--history-interval", str(sim["history_interval"]),
+            "--repair-h", str(sim["repair_h"]), "--seed", str(sim["seed"]),
             "--customer-names", ",".join(sim["customers"]), "--fault-rate", str(sim["fault_rate"]),
             "--follow", "--truth", str(data_dir / "simulated-truth.json"), "--mqtt-url", mqtt_url]
 
@@ -110,6 +111,11 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> bool:
     return False
 
 
+def _last_month(now: Any) -> str:
+    from api.reports.data import previous_period
+    return previous_period(now)
+
+
 def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | None = None) -> int:
     """Start everything, print the banner, wait for Ctrl-C (or ``stop``), stop everything."""
     data_dir = Path(data_dir or Path.home() / ".local/share/fleetcare/demo").expanduser().resolve()
@@ -144,11 +150,33 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
         if not _wait_http(console + "healthz", 120, server):
             log.error("the server did not come up; see %s", children.log_dir / "server.log")
             return 1
+        from datetime import UTC, datetime
+
+        import psycopg
+
+        from fleetcare import demo_seed
+        today = datetime.now(UTC)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            demo_seed.contracts(conn, fleet(), today)
         configs = agent_configs(data_dir, mqtt_url, database_url)
         for path in configs:
             children.spawn(f"agent-{path.stem}", ["agent", "--config", str(path)], env)
         spec = fleet()["simulate"]
         children.spawn("simulate", simulate_args(data_dir, mqtt_url), env)
+        seeded: dict[str, Any] = {}
+
+        def seed() -> None:
+            try:
+                seeded.update(demo_seed.seed(database_url, fleet(), stop, today=today))
+            except Exception:  # the demo goes on without its history; the log says why
+                log.exception("seeding the demo's service history failed")
+                return
+            if "reports" in seeded:
+                print(f"history replayed: {seeded['cases']} cases, {seeded['inspected']} inspections done, "
+                      f"{len(seeded['reports'])} reports issued — last month's: "
+                      f"{console}api/v1/customers/<id>/reports", flush=True)
+
+        threading.Thread(target=seed, name="demo-seed", daemon=True).start()
         print("\n".join([
             "",
             "fleetcare demo is running",
@@ -161,6 +189,8 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
             f"ground truth in {data_dir / 'simulated-truth.json'})",
             f"  alarms    {console}api/v1/alarms",
             f"  cases     {console}api/v1/cases?sort=urgency   (opened from the alarms, with SLA clocks)",
+            f"  plan      {console}api/v1/inspections   (next inspections, each with the reason for its date)",
+            f"  reports   {console}api/v1/customers   → /{{id}}/reports/{_last_month(today)}.html (or .pdf, ?lang=zh-CN)",
             f"  logs      {children.log_dir}",
             "Press Ctrl-C to stop everything.",
             "",

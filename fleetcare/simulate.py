@@ -96,6 +96,12 @@ class Params:
     fault_rate: float = 0.3
     names: tuple[str, ...] = ()  # customer keys (default cust-01, cust-02, …)
     follow_days: float = 0.0  # readings go on this long after `end`, free of faults (the demo's live part)
+    history_interval: float = 0.0  # seconds between readings before `end`; 0: `interval` (live uses `interval`)
+    repair_h: float = 0.0  # a fault is repaired this long after it becomes visible (negative: before); 0: never
+
+    @property
+    def step_before_end(self) -> float:
+        return self.history_interval or self.interval
 
     @property
     def end(self) -> float:
@@ -156,7 +162,7 @@ def _rng(seed: int, *parts: object) -> random.Random:
 
 def plan(params: Params) -> Plan:
     """The fleet, its faults and its benign episodes, decided from the seed alone."""
-    if params.devices < 1 or params.days <= 0 or params.interval <= 0:
+    if params.devices < 1 or params.days <= 0 or params.interval <= 0 or params.history_interval < 0:
         raise ValueError("devices, days and interval must be positive")
     from agent.wire import ID_RE
     for name in params.names:
@@ -213,7 +219,7 @@ def plan(params: Params) -> Plan:
             # a degrading transceiver or cable: CRC errors creep up and the link drops for one poll at
             # a time, rarely at first, then ever more often; the customer notices when it is down
             # every few minutes (the old model: flapping from the first minute, noticed at once)
-            detail["toggle_s"] = 3 * params.interval
+            detail["toggle_s"] = 3 * params.step_before_end
             detail["first_gap_s"] = 4 * HOUR
         if fkind == "device_silent":
             # the management plane hangs first (no SNMP, no telemetry) while the device still
@@ -224,7 +230,13 @@ def plan(params: Params) -> Plan:
         level = FAULT_LEVELS.get(fkind)
         if level:
             detail["level"] = {"metric": level[0], "op": level[1], "value": level[2]}
-        faults.append(Episode(fkind, dev.key, onset, end, visible, detail))
+        # repaired relative to the visible moment (negative: before the customer would have noticed),
+        # never before the fault is halfway there
+        fixed = (min(end, max(visible + params.repair_h * HOUR, onset + 0.5 * (visible - onset)))
+                 if params.repair_h else end)
+        if params.repair_h:
+            detail["repaired_at"] = fixed
+        faults.append(Episode(fkind, dev.key, onset, fixed, visible, detail))
 
     faulty = {f.device["device"] for f in faults}
     benign: list[Episode] = []
@@ -245,13 +257,13 @@ def plan(params: Params) -> Plan:
     for i, kind in enumerate(("maintenance", "single_spike", "firmware_reboot")):
         for dev in healthy[i * k:(i + 1) * k] if len(healthy) >= 3 * k else healthy[i:i + 1]:
             at = start + rng.uniform(0.1, 0.85) * span
-            at = start + round((at - start) / params.interval) * params.interval
+            at = start + round((at - start) / params.step_before_end) * params.step_before_end
             if kind == "maintenance":
                 benign.append(Episode(kind, dev.key, at, min(end, at + rng.uniform(0.5, 1.5) * HOUR),
                                       detail={"planned": True, "reboots": True}))
             elif kind == "single_spike":
                 metric = {"server": "cpu_percent", "switch": "cpu_percent", "ups": "output_load_percent"}[dev.kind]
-                benign.append(Episode(kind, dev.key, at, at + params.interval, detail={"metric": metric}))
+                benign.append(Episode(kind, dev.key, at, at + params.step_before_end, detail={"metric": metric}))
             else:
                 benign.append(Episode(kind, dev.key, at, min(end, at + 5 * 60.0),
                                       detail={"firmware": f"{rng.randint(2, 9)}.{rng.randint(0, 20)}"}))
@@ -370,9 +382,7 @@ def generate(p: Plan) -> Iterator[tuple[float, SimDevice, dict[str, float]]]:
         episodes[e.device["device"]].append(e)
     rngs = {d.device: _rng(params.seed, "series", d.device) for d in p.devices}
     boot_at = {d.device: params.start - d.base["uptime"] for d in p.devices}
-    steps = int(round((params.days + params.follow_days) * DAY / params.interval))
-    for k in range(steps):
-        ts = params.start + k * params.interval
+    for ts in timestamps(params):
         for dev in p.devices:
             active = [e for e in episodes[dev.device] if e.onset <= ts < e.end]
             silent = False
@@ -387,6 +397,17 @@ def generate(p: Plan) -> Iterator[tuple[float, SimDevice, dict[str, float]]]:
             if silent:
                 continue
             yield ts, dev, _metrics(dev, ts, rngs[dev.device], active, boot_at[dev.device])
+
+
+def timestamps(params: Params) -> Iterator[float]:
+    """The reading times: every `history_interval` up to `end`, then every `interval` (the live part)."""
+    step = params.step_before_end
+    n = int(round(params.days * DAY / step))
+    for k in range(n):
+        yield params.start + k * step
+    follow = int(round(params.follow_days * DAY / params.interval))
+    for k in range(follow):
+        yield params.end + k * params.interval
 
 
 # ---------------------------------------------------------------- publishing
@@ -435,9 +456,15 @@ def publish(p: Plan, url: str, prefix: str, *, speed: float | None = None, windo
     seq = {o: 0 for o in agents}
     buffers: dict[Origin, list[Point]] = {o: [] for o in agents}
     start = p.params.start
-    for origin, devs in agents.items():
-        send(wire.topic(prefix, origin, wire.BIRTH), wire.encode_birth(_birth(origin, devs, boot, p.params.interval)),
-             retain=True)
+    live_step = p.params.step_before_end != p.params.interval
+
+    def births(interval: float) -> None:
+        for origin, devs in agents.items():
+            send(wire.topic(prefix, origin, wire.BIRTH), wire.encode_birth(_birth(origin, devs, boot, interval)),
+                 retain=True)
+
+    births(p.params.step_before_end)
+    for origin in agents:
         send(wire.topic(prefix, origin, wire.STATUS), wire.encode_status(origin, "online", boot, start), retain=True)
 
     def flush(origin: Origin) -> None:
@@ -453,6 +480,10 @@ def publish(p: Plan, url: str, prefix: str, *, speed: float | None = None, windo
     try:
         for ts, dev, metrics in generate(p):
             if ts != last_ts:
+                if live_step and ts >= p.params.end and (last_ts is None or last_ts < p.params.end):
+                    for o in agents:
+                        flush(o)
+                    births(p.params.interval)  # from here readings come at the live interval
                 last_ts = ts
                 if follow and ts > time.time():
                     for o in agents:
@@ -520,7 +551,8 @@ def run(args: Any) -> int:
     names = tuple(n for n in (args.customer_names or "").split(",") if n)
     params = Params(devices=args.devices, days=args.days, seed=args.seed, interval=args.interval,
                     customers=args.customers or len(names), sites=args.sites, start=float(round(start)),
-                    fault_rate=args.fault_rate, names=names, follow_days=3650.0 if args.follow else 0.0)
+                    fault_rate=args.fault_rate, names=names, follow_days=3650.0 if args.follow else 0.0,
+                    history_interval=args.history_interval or 0.0, repair_h=args.repair_h or 0.0)
     try:
         the_plan = plan(params)
     except ValueError as exc:

@@ -1,5 +1,6 @@
-"""`fleetcare demo` as a newcomer runs it: everything comes up, the fleet is listed within 30 s,
-and Ctrl-C stops every process it started."""
+"""`fleetcare demo` as a newcomer runs it: everything comes up, the fleet is listed within 30 s, its
+replayed history has cases, inspections, callbacks and last month's reports, and Ctrl-C stops every
+process it started."""
 
 from __future__ import annotations
 
@@ -82,6 +83,26 @@ def test_demo_starts_everything_and_stops_everything(tmp_path: Path) -> None:
                                                f"/diagnostics/{request_id}"))["status"] != "sent" and r,
                             timeout=30, message="the demo agent's status diagnostic")
         assert result["status"] == "done", result
+        # 60 days of service history: last month's report of each customer at once, the plan of the
+        # next inspections with the reason for each date, callbacks answered
+        wait_until(lambda: "history replayed" in (tmp_path / "demo.out").read_text(), timeout=300, interval=2,
+                   message="the demo's history replayed and its reports issued")
+        from datetime import UTC, datetime
+
+        from api.reports.data import previous_period
+        last = previous_period(datetime.now(UTC))
+        customers = _get(f"http://127.0.0.1:{port}/api/v1/customers")
+        assert {c["key"] for c in customers} >= {"acme", "globex"}
+        for c in customers:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/customers/{c['id']}/reports/{last}.html"
+                                        f"?lang={c['report_language']}", timeout=60) as resp:
+                assert resp.status == 200 and resp.headers["X-Fleetcare-Report"] == "stored"
+                assert c["name"] in resp.read().decode()
+        planned = _get(f"http://127.0.0.1:{port}/api/v1/inspections")
+        assert len(planned) >= 12 and all(i["due_on"] and i["reason"] for i in planned)
+        assert _get(f"http://127.0.0.1:{port}/api/v1/inspections?state=done")
+        assert _get(f"http://127.0.0.1:{port}/api/v1/callbacks?state=done")
+        assert "/api/v1/inspections" in banner and "/reports/" in banner
     finally:
         proc.send_signal(signal.SIGINT)
         try:

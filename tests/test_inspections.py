@@ -154,7 +154,7 @@ def test_completing_an_inspection_records_it_opens_cases_and_plans_the_next(flee
                      for i in items],
             readings={"input_voltage_volts": 228.0},
             findings=[{"text": "battery string 2 swollen", "severity": "P2", "open_case": True}],
-            parts_replaced=[{"part": "fuse 10 A", "qty": 2}])
+            parts_replaced=[{"name": "fuse 10 A", "quantity": 2}])
     assert done["state"] == "done" and done["done_by"] == "li.wei"
     case_id = done["findings"][0]["case_id"]
     case = mgr.row(fleet.conn, case_id)

@@ -69,7 +69,7 @@ def month(store: Store, db_url: str):
         " %s, %s, %s, %s, %s, %s, 'dirty optic', '[]')",
         (cust, site, agent, dev["ups1"], sla, t1, t1 + timedelta(minutes=20), t1 + timedelta(hours=6),
          t1 + timedelta(hours=7), t1 + timedelta(hours=1), t1 + timedelta(hours=24),
-         json.dumps([{"part": "battery kit 12V", "qty": 4}]),
+         json.dumps([{"name": "battery kit 12V", "quantity": 4}]),
          cust, site, agent, dev["sw1"], sla, t1, t1 + timedelta(hours=3), t1 + timedelta(hours=20),
          t1 + timedelta(hours=21), t1 + timedelta(hours=2), t1 + timedelta(hours=108)))
     conn.execute("INSERT INTO alarms (device_id, agent_id, series, detector, severity, state, opened_at, updated_at, "
@@ -79,7 +79,7 @@ def month(store: Store, db_url: str):
                  "checklist, done_at, done_by, results, findings, parts_replaced) VALUES (%s, %s, %s, 'done', "
                  "'2026-10-20', '2026-10-20', 'cadence', 'network', '2026-10-20T10:00Z', 'li.wei', %s, %s, %s)",
                  (cust, site, dev["sw1"], json.dumps([{"item": "fans", "ok": False}]),
-                  json.dumps([{"text": "fan tray noisy"}]), json.dumps([{"part": "fan tray", "qty": 1}])))
+                  json.dumps([{"text": "fan tray noisy"}]), json.dumps([{"name": "fan tray", "quantity": 1}])))
     conn.execute("INSERT INTO callbacks (customer_id, kind, due_at, state, satisfaction, done_at, done_by) "
                  "VALUES (%s, 'scheduled', '2026-10-15T09:00Z', 'done', 4, '2026-10-15T10:00Z', 'desk')", (cust,))
     yield {"conn": conn, "customer": cust, "dev": dev, "db_url": db_url}
@@ -232,3 +232,15 @@ def test_report_command_writes_html_and_pdf(month: dict[str, Any], tmp_path: Pat
     assert r.returncode == 2 and "customer 'nobody' does not exist" in r.stderr
     r = fleetcare("--customer", "acme", "--period", "October")
     assert r.returncode == 2 and "expected YYYY-MM" in r.stderr
+
+
+def test_a_month_still_being_written_is_not_issued(month: dict[str, Any]) -> None:
+    conn = month["conn"]
+    # data arriving now whose detection has reached 20 October: a spool draining, a replay, mid-month
+    conn.execute("UPDATE devices SET received_at = now(), last_seen = '2026-10-20', health_at = '2026-10-20' "
+                 "WHERE id = %s", (month["dev"]["ups1"],))
+    r = store.get(conn, "acme", "2026-10", "en", now=NOV_5)
+    assert not r.stored and r.data["provisional"] and "Provisional" in r.html
+    assert conn.execute("SELECT count(*) FROM reports").fetchone()[0] == 0
+    conn.execute("UPDATE devices SET received_at = now() - interval '2 days'")  # gone quiet: no longer waited for
+    assert store.get(conn, "acme", "2026-10", "en", now=NOV_5).stored

@@ -137,7 +137,7 @@ def build(conn: psycopg.Connection, customer: str | int, period: str, *, now: da
         if k["device_id"] is not None:
             per_device_cases[k["device_id"]] += 1
         for p in k["parts_used"] or []:
-            parts[str(p.get("part", "?"))] += int(p.get("qty", 1) or 1)
+            parts[str(p.get("name", "?"))] += int(p.get("quantity", 1) or 1)
         case_rows.append({
             "id": k["id"], "severity": k["severity"], "state": k["state"], "title": k["title"],
             "problem": k["problem"], "site": k["site"],
@@ -156,7 +156,7 @@ def build(conn: psycopg.Connection, customer: str | int, period: str, *, now: da
         "AND i.done_at >= %s AND i.done_at < %s ORDER BY i.done_at", (cid, start, upto)).fetchall()
     for i in done:
         for p in i["parts_replaced"] or []:
-            parts[str(p.get("part", "?"))] += int(p.get("qty", 1) or 1)
+            parts[str(p.get("name", "?"))] += int(p.get("quantity", 1) or 1)
     planned = cur.execute(
         "SELECT i.id, i.device_id, d.name AS device, s.key AS site, i.due_on, i.reason FROM inspections i "
         "JOIN devices d ON d.id = i.device_id LEFT JOIN sites s ON s.id = i.site_id "
@@ -199,7 +199,8 @@ def build(conn: psycopg.Connection, customer: str | int, period: str, *, now: da
         "customer": {"id": cid, "key": cust["key"], "name": cust["name"], "address": cust.get("address") or ""},
         "contract": None if contract is None else {k: contract[k] for k in ("key", "name", "sla_policy", "calendar",
                                                                               "inspection_cadence", "warranty_months")},
-        "period": period, "start": start.isoformat(), "end": end.isoformat(), "provisional": end > now,
+        "period": period, "start": start.isoformat(), "end": end.isoformat(),
+        "provisional": end > now or not _settled(conn, cid, end),
         "generated_at": now.isoformat(),
         "summary": {
             "devices": len(devices), "sites": len(sites),
@@ -222,12 +223,27 @@ def build(conn: psycopg.Connection, customer: str | int, period: str, *, now: da
             "done": [{"id": i["id"], "device": i["device"], "site": i["site"], "done_at": i["done_at"].isoformat(),
                       "by": i["done_by"], "findings": [f.get("text", "") for f in i["findings"] or []],
                       "failed": [r["item"] for r in i["results"] or [] if r.get("ok") is False],
-                      "parts": [p.get("part", "?") for p in i["parts_replaced"] or []]} for i in done],
+                      "parts": [p.get("name", "?") for p in i["parts_replaced"] or []]} for i in done],
             "overdue": [_planned(p) for p in overdue], "due_next": [_planned(p) for p in due_next]},
         "parts": [{"part": k, "qty": v} for k, v in sorted(parts.items(), key=lambda kv: (-kv[1], kv[0]))],
     }
     data["recommendations"] = recommend(conn, data, ids, start, upto)
     return data
+
+
+def _settled(conn: psycopg.Connection, customer_id: int, end: datetime) -> bool:
+    """Has everything of the period arrived and been judged? A device whose data the collector is
+    still receiving (an agent draining its spool, a replay of history) but whose detection has not
+    passed the period's end yet (its health time, or its newest sample without detection) holds the
+    report back; a device silent for a day does not (it may never come back). On plain PostgreSQL
+    the 5-minute rollup the availability comes from must have caught up too."""
+    if conn.execute("SELECT to_regclass('rollup_dirty') IS NOT NULL AND EXISTS "
+                    "(SELECT 1 FROM rollup_dirty WHERE bucket < %s)", (end,)).fetchone()[0]:
+        return False
+    return not conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM devices d JOIN device_service v ON v.device_id = d.id "
+        "WHERE v.customer_id = %s AND d.received_at > now() - interval '1 day' "
+        "AND coalesce(d.health_at, d.last_seen) < %s)", (customer_id, end)).fetchone()[0]
 
 
 def _planned(p: dict[str, Any]) -> dict[str, Any]:

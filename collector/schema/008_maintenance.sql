@@ -2,6 +2,10 @@
 -- reports), the device archive, inspections planned from health, scheduled callbacks and the
 -- customers' health reports. alerting/inspections.py writes inspections, api/reports/ writes reports.
 
+-- When the collector last stored data of a device (wall clock; last_seen is the data's own time):
+-- tells a device still sending history (a spool draining, a replay) from one that went quiet.
+ALTER TABLE devices ADD COLUMN received_at timestamptz;
+
 ALTER TABLE customers ADD COLUMN address text NOT NULL DEFAULT '';
 ALTER TABLE customers ADD COLUMN contacts jsonb NOT NULL DEFAULT '[]';
 
