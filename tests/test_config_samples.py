@@ -258,3 +258,18 @@ def test_mosquitto_acl_confines_agents_and_lets_the_collector_read(tmp_path: Pat
             c.loop_stop()
         broker.terminate()
         broker.wait(10)
+
+
+def test_example_contracts_are_valid_contracts() -> None:
+    import tomllib
+
+    from alerting.inspection_policy import default_policy
+    from alerting.sla import load_rules
+    from api.case_models import ContractIn
+    files = sorted((ROOT / "deploy" / "contracts").glob("*.toml"))
+    assert len(files) >= 2
+    rules, policy = load_rules(), default_policy()
+    for path in files:
+        body = ContractIn(**tomllib.loads(path.read_text("utf-8")))
+        rules.calendar(body.calendar or rules.policy(body.sla_policy).calendar)
+        assert policy.months(body.inspection_cadence) and body.callback_plan in policy.callback_plans
