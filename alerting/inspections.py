@@ -4,7 +4,8 @@ from the contract's cadence and is brought forward when health falls or a trend 
 Planning is idempotent (one planned row per device, a unique index), so the scheduled job, the
 detection worker's replanning on a health change and a restart can all call it without doubling
 work. A date only ever moves earlier on its own: once a visit is brought forward it stays so until
-the inspection is done (an engineer may have booked it); completing one plans the next from it.
+the inspection is done (an engineer may have booked it); a date a person set is not moved at all;
+completing one plans the next from it.
 Every move is a row of inspection_plan_changes with the reason in words.
 """
 
@@ -23,6 +24,7 @@ from psycopg.rows import dict_row
 
 from alerting.detectors import duration_words
 from alerting.inspection_policy import InspectionPolicy, default_policy
+from alerting.policies import PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +92,15 @@ def plan(f: DeviceFacts, today: date, policy: InspectionPolicy) -> Plan:
 
 _FACTS = """
 SELECT d.id, v.customer_id, v.site_id, v.contract_id, v.covered, d.kind, v.inspection_cadence,
-       coalesce(last.done_on, v.accepted_on, d.created_at::date) AS since, last.done_on, d.health,
+       coalesce(last.done_on, greatest(v.accepted_on, (d.created_at AT TIME ZONE 'UTC')::date)) AS since,
+       last.done_on, d.health,
        d.health_breakdown,
        (SELECT min((al.evidence->'forecast'->>'hours_left')::float8) FROM alarms al
         WHERE al.device_id = d.id AND al.state = 'active' AND al.detector = 'trend') AS forecast_h,
        (SELECT al.series FROM alarms al WHERE al.device_id = d.id AND al.state = 'active' AND al.detector = 'trend'
         ORDER BY (al.evidence->'forecast'->>'hours_left')::float8 NULLS LAST LIMIT 1) AS forecast_what
 FROM devices d JOIN device_service v ON v.device_id = d.id
-LEFT JOIN LATERAL (SELECT max(i.done_at)::date AS done_on FROM inspections i
+LEFT JOIN LATERAL (SELECT (max(i.done_at) AT TIME ZONE 'UTC')::date AS done_on FROM inspections i
                    WHERE i.device_id = d.id AND i.state = 'done') last ON true
 """
 
@@ -117,15 +120,27 @@ class Inspections:
 
     def replan(self, conn: psycopg.Connection, device_ids: Sequence[int] | None = None,
                today: date | None = None) -> int:
-        """Plan (or bring forward) the inspection of these devices (None: all); returns plans changed."""
+        """Plan (or bring forward) the inspection of these devices (None: all); returns plans changed.
+        A device the contract no longer covers has its planned inspection cancelled; one whose plan
+        cannot be made (a cadence the rules no longer know) is logged and skipped, never stopping
+        the others (the detection worker calls this inside its transaction)."""
         today = today or datetime.now(UTC).date()
         changed = 0
         for f in _facts(conn, device_ids):
+            current = conn.execute("SELECT id, due_on, booked FROM inspections WHERE device_id = %s "
+                                   "AND state = 'planned' FOR UPDATE", (f.device_id,)).fetchone()
             if not f.covered:
+                if current is not None:
+                    conn.execute("UPDATE inspections SET state = 'cancelled', reason = %s, updated_at = now() "
+                                 "WHERE id = %s", ("cancelled: the device is no longer covered by a contract in "
+                                                   "force", current[0]))
+                    changed += 1
                 continue
-            p = plan(f, today, self.policy)
-            current = conn.execute("SELECT id, due_on FROM inspections WHERE device_id = %s AND state = 'planned' "
-                                   "FOR UPDATE", (f.device_id,)).fetchone()
+            try:
+                p = plan(f, today, self.policy)
+            except PolicyError as exc:
+                log.error("inspection of device %s not planned: %s", f.device_id, exc)
+                continue
             if current is None:
                 checklist = self.policy.checklist_for(f.kind).name
                 row = conn.execute(
@@ -137,12 +152,16 @@ class Inspections:
                 if row is None:
                     continue  # planned by someone else meanwhile
                 self._changed(conn, row[0], None, p)
-            elif p.due_on < current[1]:
+            else:
+                # the contract may have changed (cadence, a new contract): its limit follows
+                conn.execute("UPDATE inspections SET latest_on = %s, contract_id = %s WHERE id = %s "
+                             "AND (latest_on, contract_id) IS DISTINCT FROM (%s::date, %s::int)",
+                             (p.latest_on, f.contract_id, current[0], p.latest_on, f.contract_id))
+                if current[2] or p.due_on >= current[1]:
+                    continue  # booked by a person, or no earlier reason: the date stays
                 conn.execute("UPDATE inspections SET due_on = %s, reason = %s, updated_at = now() WHERE id = %s",
                              (p.due_on, p.reason, current[0]))
                 self._changed(conn, current[0], current[1], p)
-            else:
-                continue
             changed += 1
         return changed
 
@@ -167,16 +186,21 @@ class Inspections:
             raise InspectionRefused(f"inspection {inspection_id} is {i['state']}")
         conn.execute("UPDATE inspections SET assignee = %s, updated_at = now() WHERE id = %s", (assignee, inspection_id))
 
-    def reschedule(self, conn: psycopg.Connection, inspection_id: int, due_on: date, by: str, reason: str) -> None:
-        """A person books the visit: any date up to the contract's latest."""
+    def reschedule(self, conn: psycopg.Connection, inspection_id: int, due_on: date, by: str, reason: str,
+                   today: date | None = None) -> None:
+        """A person books the visit: any date from today up to the contract's latest. Planning leaves
+        a booked date alone; overdue escalation starts again from it."""
+        today = today or datetime.now(UTC).date()
         i = self.get(conn, inspection_id, lock=True)
         if i["state"] != "planned":
             raise InspectionRefused(f"inspection {inspection_id} is {i['state']}")
         if due_on > i["latest_on"]:
             raise InspectionRefused(f"due_on {due_on} is after {i['latest_on']}, the latest the contract allows")
+        if due_on < today:
+            raise ValueError(f"due_on {due_on} is in the past")
         p = Plan(due_on, i["latest_on"], f"rescheduled by {by}: {reason}")
-        conn.execute("UPDATE inspections SET due_on = %s, reason = %s, updated_at = now() WHERE id = %s",
-                     (due_on, p.reason, inspection_id))
+        conn.execute("UPDATE inspections SET due_on = %s, reason = %s, booked = true, escalated_level = 0, "
+                     "updated_at = now() WHERE id = %s", (due_on, p.reason, inspection_id))
         self._changed(conn, inspection_id, i["due_on"], p)
 
     def complete(self, conn: psycopg.Connection, inspection_id: int, by: str, *,

@@ -96,13 +96,12 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def _email_text(payload: dict[str, Any]) -> str:
-    if "case" not in payload:  # a report or an inspection: the text says it, the data follows
+    if "report" in payload:  # worded in the report's language by api/reports/store.py
+        return payload["text"]
+    if "case" not in payload:  # an overdue inspection: the text says it, the facts follow
         lines = [payload["text"], ""]
-        for key, value in (payload.get("report") or payload.get("inspection") or {}).items():
-            if not isinstance(value, dict):
-                lines.append(f"{key.replace('_', ' ')}: {value}")
-        if payload.get("report"):
-            lines += ["", "The report is attached (PDF)."]
+        for key, value in (payload.get("inspection") or {}).items():
+            lines.append(f"{key.replace('_', ' ')}: {value}")
         return "\n".join(lines)
     c = payload["case"]
     lines = [payload["text"], "", f"Case #{c['id']} — {c['severity']} — {c['state']}", c["title"], ""]

@@ -63,8 +63,11 @@ def schedule_callbacks() -> int:
 
 def issue_reports() -> list[int]:
     from api.reports.store import produce_due  # the report renderer is the API's; it runs in this process
+    import psycopg
     ctx = _ctx()
-    with ctx.pool.connection() as conn:
+    # a connection of its own, in autocommit: each report is one transaction (rendering takes seconds;
+    # the housekeeping jobs keep the pool's connections)
+    with psycopg.connect(ctx.pool.conninfo, autocommit=True) as conn:
         made = produce_due(conn, ctx.notify, now=datetime.now(UTC))
     if made:
         log.info("reports issued: %s", made)

@@ -59,6 +59,7 @@ class DetectionWorker:
         self.inbox: queue.Queue[tuple[WriteResult, float]] = queue.Queue(maxsize=queue_max)
         self.series: dict[int, str] = {}
         self.health_at: dict[int, tuple[float, float]] = {}  # device → (event time, score) last stored
+        self.planned_at: dict[int, float] = {}  # device → the score its inspection was last planned with
         self.conn: psycopg.Connection | None = None
         self.processed = 0
         self.findings = 0
@@ -307,13 +308,16 @@ class DetectionWorker:
             s.in_service_since = (accepted_on or installed_on
                                   or health.parse_date(attrs.get("acceptance_date") or attrs.get("installed")))
         moved: list[int] = []
+        scores: dict[int, float] = {}
         for device in ids:
             score, breakdown = health.compute(signals[device], w)
+            scores[device] = score
             at = now_of[device]
             conn.execute("UPDATE devices SET health = %s, health_breakdown = %s, health_at = %s WHERE id = %s",
                          (score, json.dumps(breakdown), _ts(at), device))
             stored = self.health_at.get(device)
-            if stored is None or abs(stored[1] - score) >= REPLAN_ON_CHANGE:
+            planned = self.planned_at.get(device)
+            if planned is None or abs(planned - score) >= REPLAN_ON_CHANGE:
                 moved.append(device)
             if stored is None or stored[1] != score or at - stored[0] >= HEALTH_EVERY_S:
                 conn.execute("INSERT INTO health_scores (device_id, time, score, breakdown) VALUES (%s, %s, %s, %s) "
@@ -323,5 +327,12 @@ class DetectionWorker:
         live = [d for d in moved if time.time() - now_of[d] < LIVE_WITHIN_S]
         if live and self.inspections is not None:
             # health moved: bring the inspection forward now, not at the next hourly plan. Only for live
-            # data: a dip in replayed history says nothing about when to visit today.
-            self.inspections.replan(conn, live)
+            # data: a dip in replayed history says nothing about when to visit today. In a savepoint:
+            # planning failing must never cost the alarms and cases of this batch.
+            try:
+                with conn.transaction():
+                    self.inspections.replan(conn, live)
+                for d in live:
+                    self.planned_at[d] = scores[d]
+            except Exception:
+                log.exception("replanning inspections of %d devices failed; the hourly plan will retry", len(live))

@@ -108,8 +108,9 @@ def test_planning_covers_the_contract_is_idempotent_and_records_why(fleet: Fleet
     planned = fleet.planned()
     assert set(planned) == {"ups1", "sw1", "srv1"}  # ac1 is not covered by the contract
     assert planned["ups1"][2] == "ups" and planned["sw1"][2] == "network" and planned["srv1"][2] == "server"
-    # never inspected: the cadence runs from acceptance (2026-01-15), so it is overdue already
-    assert planned["ups1"][0] == date(2026, 4, 15) and "after 2026-01-15" in planned["ups1"][1]
+    # never inspected: the cadence runs from when fleetcare first saw it (later than the acceptance on
+    # 2026-01-15: a contract adopted late does not start with every device overdue)
+    assert planned["ups1"][0] == date(2027, 1, 1) and "after 2026-10-01" in planned["ups1"][1]
     assert fleet.replan() == 0 and fleet.replan(TODAY + timedelta(days=1)) == 0  # no doubles, no churn
     assert fleet.one("SELECT count(*) FROM inspections") == 3
     # the service side records the UPS's last inspection; the next one moves into the future
@@ -177,9 +178,10 @@ def test_completing_an_inspection_records_it_opens_cases_and_plans_the_next(flee
 
 
 def test_overdue_inspections_escalate_once_per_step(fleet: Fleet) -> None:
+    fleet.conn.execute("UPDATE devices SET created_at = '2026-01-20'")
     fleet.replan()
     cfg = NotifySection(smtp_host="127.0.0.1")
-    with fleet.conn.transaction():  # due 2026-04-15: far overdue; both steps fire at once, once
+    with fleet.conn.transaction():  # due 2026-04-20: far overdue; both steps fire at once, once
         fired = fleet.planner.escalate_overdue(fleet.conn, cfg, today=TODAY)
     assert fired == 2 * 3
     mails = {t for (t,) in fleet.conn.execute("SELECT DISTINCT target FROM notifications WHERE event = 'inspection_overdue'")}
@@ -273,3 +275,41 @@ _RUNS: list[int] = []
 
 def _probe() -> None:
     _RUNS.append(1)
+
+
+def test_a_booked_date_stays_and_an_uncovered_device_is_not_inspected(fleet: Fleet) -> None:
+    fleet.replan()
+    iid = fleet.one("SELECT id FROM inspections WHERE device_id = %s", fleet.dev["sw1"])
+    with pytest.raises(ValueError, match="in the past"):
+        fleet.planner.reschedule(fleet.conn, iid, TODAY - timedelta(days=1), "li.wei", "too late", today=TODAY)
+    with fleet.conn.transaction():
+        fleet.planner.reschedule(fleet.conn, iid, TODAY + timedelta(days=14), "li.wei", "customer's shutdown window",
+                                 today=TODAY)
+    fleet.conn.execute("UPDATE devices SET health = 50 WHERE id = %s", (fleet.dev["sw1"],))
+    fleet.replan()
+    due, reason, _ = fleet.planned()["sw1"]
+    assert due == TODAY + timedelta(days=14) and reason == "rescheduled by li.wei: customer's shutdown window"
+    # the contract stops covering the switch: its planned inspection is cancelled, not left to escalate
+    fleet.conn.execute("UPDATE contracts SET devices = %s", (json.dumps(["hq/ups1", "hq/srv1"]),))
+    fleet.replan()
+    assert "sw1" not in fleet.planned()
+    assert fleet.one("SELECT state FROM inspections WHERE id = %s", iid) == "cancelled"
+    # a cadence the rules do not know: that device is skipped and logged, the others planned
+    fleet.conn.execute("UPDATE contracts SET inspection_cadence = 'fortnightly'")
+    fleet.conn.execute("DELETE FROM inspection_plan_changes")
+    fleet.conn.execute("DELETE FROM inspections")
+    assert fleet.replan() == 0
+
+
+def test_timeline_filters_by_kind_before_the_limit(fleet: Fleet) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    ups = fleet.dev["ups1"]
+    fleet.conn.execute("INSERT INTO device_events (time, device_id, kind, text) VALUES ('2026-01-01', %s, 'inspection', "
+                       "'old visit')", (ups,))
+    fleet.conn.execute("INSERT INTO device_events (time, device_id, kind, text) SELECT '2026-06-01'::timestamptz "
+                       "+ g * interval '1 minute', %s, 'state', 'noise' FROM generate_series(1, 30) g", (ups,))
+    with TestClient(create_app(fleet.conn.info.dsn)) as client:
+        got = client.get(f"/api/v1/devices/{ups}/timeline", params={"kind": "inspection", "limit": 5}).json()
+        assert [e["text"] for e in got] == ["old visit"]

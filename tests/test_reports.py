@@ -244,3 +244,21 @@ def test_a_month_still_being_written_is_not_issued(month: dict[str, Any]) -> Non
     assert conn.execute("SELECT count(*) FROM reports").fetchone()[0] == 0
     conn.execute("UPDATE devices SET received_at = now() - interval '2 days'")  # gone quiet: no longer waited for
     assert store.get(conn, "acme", "2026-10", "en", now=NOV_5).stored
+
+
+def test_a_report_first_opened_by_a_person_is_still_mailed_once(month: dict[str, Any]) -> None:
+    from alerting.notify import NotifySection
+    conn = month["conn"]
+    assert store.get(conn, "acme", "2026-10", "zh-CN", now=NOV_5).stored  # the PM opened it on the 1st
+    cfg = NotifySection(smtp_host="127.0.0.1")
+    assert len(store.produce_due(conn, cfg, now=NOV_5)) == 1
+    assert store.produce_due(conn, cfg, now=NOV_5) == []
+    assert conn.execute("SELECT count(*) FROM notifications WHERE event = 'report'").fetchone()[0] == 1
+
+
+def test_bad_periods_and_release_ordering() -> None:
+    for bad in ("0000-01", "9999-12", "2026-00", "26-10"):
+        with pytest.raises(report_data.ReportError):
+            report_data.period_bounds(bad)
+    assert sorted(["9.1", "10.2", "7.1.070-R3612", "7.1.070-R3507"], key=report_data._version_key)[-1] == "10.2"
+    assert sorted(["7.1.070-R3612", "7.1.070-R3507"], key=report_data._version_key)[-1] == "7.1.070-R3612"

@@ -32,6 +32,8 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
     if not m:
         raise ReportError(f"period {period!r}: expected YYYY-MM, e.g. 2026-10")
     y, mo = int(m.group(1)), int(m.group(2))
+    if not 2000 <= y <= 9998:
+        raise ReportError(f"period {period!r}: the year must be between 2000 and 9998")
     start = datetime(y, mo, 1, tzinfo=UTC)
     end = datetime(y + (mo == 12), mo % 12 + 1, 1, tzinfo=UTC)
     return start, end
@@ -86,23 +88,27 @@ def build(conn: psycopg.Connection, customer: str | int, period: str, *, now: da
     ids = [d["id"] for d in devices]
 
     # availability: buckets with data over buckets the device was known in the period
+    # a device counts from its first data ever (before or in the period): one silent all month is 0 %
+    steps = {d["id"]: max(300.0, float(d["interval_s"])) for d in devices}
+    have_of = dict(conn.execute(
+        "SELECT w.device_id, count(DISTINCT floor(extract(epoch FROM r.bucket) / w.step)) "
+        "FROM unnest(%s::int4[], %s::float8[]) AS w(device_id, step) "
+        "JOIN samples_5m r ON r.device_id = w.device_id AND r.bucket >= %s AND r.bucket < %s "
+        "GROUP BY w.device_id", (ids, [steps[i] for i in ids], start, upto)).fetchall())
     avail: dict[int, tuple[int, int]] = {}
-    for r in conn.execute(
-            "SELECT w.device_id, count(DISTINCT floor(extract(epoch FROM r.bucket) / w.step)), "
-            "  min(r.bucket), w.step FROM unnest(%s::int4[], %s::float8[]) AS w(device_id, step) "
-            "JOIN samples_5m r ON r.device_id = w.device_id AND r.bucket >= %s AND r.bucket < %s "
-            "GROUP BY w.device_id, w.step",
-            (ids, [max(300.0, float(d["interval_s"])) for d in devices], start, upto)).fetchall():
-        device_id, have, first, step = r
-        first_ever = conn.execute("SELECT min(bucket) FROM samples_5m WHERE device_id = %s", (device_id,)).fetchone()[0]
-        known_from = max(start, first_ever or first)
-        expected = max(1, int((upto - known_from).total_seconds() // step))
-        avail[device_id] = (min(int(have), expected), expected)
+    for device_id, first_ever in conn.execute(
+            "SELECT w.device_id, (SELECT min(bucket) FROM samples_5m r WHERE r.device_id = w.device_id) "
+            "FROM unnest(%s::int4[]) AS w(device_id)", (ids,)).fetchall():
+        if first_ever is None or first_ever >= upto:
+            continue  # no data before the period's end: not yet in service here
+        known_from = max(start, first_ever)
+        expected = max(1, int((upto - known_from).total_seconds() // steps[device_id]))
+        avail[device_id] = (min(int(have_of.get(device_id, 0)), expected), expected)
 
     # health: daily worst score across the period, the score at its end, and at its start
     spark: dict[int, list[float]] = defaultdict(list)
     for device_id, _day, worst in conn.execute(
-            "SELECT device_id, date_trunc('day', time) AS day, min(score) FROM health_scores "
+            "SELECT device_id, date_trunc('day', time AT TIME ZONE 'UTC') AS day, min(score) FROM health_scores "
             "WHERE device_id = ANY(%s) AND time >= %s AND time < %s GROUP BY device_id, day ORDER BY device_id, day",
             (ids, start, upto)).fetchall():
         spark[device_id].append(round(float(worst), 1))
@@ -126,8 +132,9 @@ def build(conn: psycopg.Connection, customer: str | int, period: str, *, now: da
     parts: dict[str, int] = defaultdict(int)
     by_severity = {s: 0 for s in ("P1", "P2", "P3", "P4")}
     for k in cases:
-        answered = k["acknowledged_at"] or k["resolved_at"] or k["recovered_at"] or k["closed_at"]
-        fixed = k["resolved_at"] or k["recovered_at"] or k["closed_at"]
+        # as the case's own clocks count them (alerting/cases.py): a response is a person's
+        answered = k["acknowledged_at"] or k["resolved_at"]
+        fixed = k["resolved_at"] or k["recovered_at"]
         response_met = _met(answered, k["response_due"], upto)
         resolve_met = _met(fixed, k["resolve_due"], upto)
         for clock, met in (("response", response_met), ("resolve", resolve_met)):
@@ -157,13 +164,16 @@ def build(conn: psycopg.Connection, customer: str | int, period: str, *, now: da
     for i in done:
         for p in i["parts_replaced"] or []:
             parts[str(p.get("name", "?"))] += int(p.get("quantity", 1) or 1)
+    # as they stood at the period's end: planned before it and not done by then
     planned = cur.execute(
         "SELECT i.id, i.device_id, d.name AS device, s.key AS site, i.due_on, i.reason FROM inspections i "
         "JOIN devices d ON d.id = i.device_id LEFT JOIN sites s ON s.id = i.site_id "
-        "WHERE i.customer_id = %s AND i.state = 'planned' ORDER BY i.due_on, d.name", (cid,)).fetchall()
-    end_day = (upto - timedelta(microseconds=1)).date()
-    overdue = [p for p in planned if p["due_on"] < end_day]
-    due_next = [p for p in planned if p["due_on"] >= end_day and p["due_on"] <= end_day + timedelta(days=31)]
+        "WHERE i.customer_id = %s AND i.created_at < %s "
+        "AND (i.state = 'planned' OR (i.state = 'done' AND i.done_at >= %s)) ORDER BY i.due_on, d.name",
+        (cid, upto, upto)).fetchall()
+    end_day = (upto - timedelta(microseconds=1)).date()  # the period's last day: due before it ends is overdue
+    overdue = [p for p in planned if p["due_on"] <= end_day]
+    due_next = [p for p in planned if end_day < p["due_on"] <= end_day + timedelta(days=31)]
 
     callbacks = conn.execute(
         "SELECT count(*) FILTER (WHERE state = 'done'), avg(satisfaction) FILTER (WHERE state = 'done'), "
@@ -270,6 +280,11 @@ def _weighted(sites: Any) -> float | None:
     return round(100.0 * have / expected, 2) if expected else None
 
 
+def _version_key(version: str) -> list[tuple[int, int | str]]:
+    """Release numbers compare by their numeric parts: 10.2 after 9.1, R3612 after R3507."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|[A-Za-z]+", version)]
+
+
 def recommend(conn: psycopg.Connection, data: dict[str, Any], ids: list[int], start: datetime,
               end: datetime) -> list[dict[str, Any]]:
     """Concrete advice as (key, params): worded by the renderer in the report's language."""
@@ -305,8 +320,9 @@ def recommend(conn: psycopg.Connection, data: dict[str, Any], ids: list[int], st
             models[(d["brand"] or "", d["model"])].add(d["firmware"])
     for (brand, model), versions in sorted(models.items()):
         if len(versions) > 1:
+            ordered = sorted(versions, key=_version_key)
             out.append({"key": "firmware_align", "model": f"{brand} {model}".strip(),
-                        "versions": ", ".join(sorted(versions)), "latest": max(versions)})
+                        "versions": ", ".join(ordered), "latest": ordered[-1]})
     sites_overdue = sorted({i["site"] for i in data["inspections"]["overdue"] if i["site"]})
     for site in sites_overdue:
         n = sum(1 for i in data["inspections"]["overdue"] if i["site"] == site)

@@ -58,10 +58,15 @@ def problem_label(problem: str, lang: str) -> str:
     return f"{label} ({', '.join(v.split('=', 1)[-1] for v in inner.split(','))})" if inner else label
 
 
+def month_name(data: dict[str, Any], lang: str) -> str:
+    t = texts()[lang]
+    start = datetime.fromisoformat(data["start"])
+    return t["month"].format(month_name=t["months"][start.month - 1], month_num=start.month, year=start.year)
+
+
 def html(data: dict[str, Any], lang: str = "en") -> str:
     t = texts()[check_lang(lang)]
-    start = datetime.fromisoformat(data["start"])
-    month = t["month"].format(month_name=t["months"][start.month - 1], month_num=start.month, year=start.year)
+    month = month_name(data, lang)
     s = data["summary"]
 
     def pct(v: float | None) -> str:

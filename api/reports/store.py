@@ -116,10 +116,13 @@ def listing(conn: psycopg.Connection, customer_id: int, now: datetime | None = N
 
 def produce_due(conn: psycopg.Connection, notify_cfg: Any, *, now: datetime | None = None,
                 periods_back: int = 3) -> list[int]:
-    """Build, store and e-mail the reports of ended periods not yet issued (the last `periods_back`
-    months, so downtime over a month's end is caught up once); returns the ids of new reports."""
+    """Issue the reports of ended periods (the last `periods_back` months, so downtime over a month's
+    end is caught up) in each active contract's language, and mail each issued report once — also
+    one first built by a request. `conn` must be in autocommit mode: every report is its own
+    transaction, and one that fails (logged) does not hold back the others. Returns the ids of the
+    reports mailed (or, without SMTP, marked as delivered to nobody) in this run."""
     now = now or datetime.now(UTC)
-    made: list[int] = []
+    done: list[int] = []
     contracts = conn.execute("SELECT k.customer_id, k.report_language, k.report_recipients, c.key, c.name "
                              "FROM contracts k JOIN customers c ON c.id = k.customer_id WHERE k.active "
                              "ORDER BY k.customer_id").fetchall()
@@ -131,25 +134,34 @@ def produce_due(conn: psycopg.Connection, notify_cfg: Any, *, now: datetime | No
         cursor = report_data.period_bounds(p)[0]
     for customer_id, lang, recipients, key, name in contracts:
         for period in reversed(periods):
-            if _load(conn, customer_id, period, lang) is not None:
-                continue
-            if not _has_data(conn, customer_id, period):
-                continue
-            with conn.transaction():
-                report = get(conn, customer_id, period, lang, now=now)
-                if report.id is None:
-                    continue
-                made.append(report.id)
-                subject = (f"[fleetcare] {render.texts()[lang]['title']} — {name} — {period}")
-                payload = {"event": "report", "text": subject, "sent_by": "fleetcare",
-                           "report": {"id": report.id, "customer": key, "period": period, "lang": lang,
-                                      "summary": report.data["summary"]}}
-                if notify_cfg.smtp_host:
-                    for target in recipients or []:
-                        conn.execute("INSERT INTO notifications (report_id, event, channel, target, subject, payload) "
-                                     "VALUES (%s, 'report', 'email', %s, %s, %s)",
-                                     (report.id, target, subject[:300], json.dumps(payload, default=str)))
-    return made
+            try:
+                with conn.transaction():
+                    report = _load(conn, customer_id, period, lang)
+                    if report is None:
+                        if not _has_data(conn, customer_id, period):
+                            continue
+                        report = get(conn, customer_id, period, lang, now=now)
+                    if report.id is None:
+                        continue  # its data has not settled: a later run issues it
+                    # the one run that marks it mails it (a request or another server may have built it)
+                    if conn.execute("UPDATE reports SET mailed_at = now() WHERE id = %s AND mailed_at IS NULL "
+                                    "RETURNING id", (report.id,)).fetchone() is None:
+                        continue
+                    t = render.texts()[lang]
+                    month = render.month_name(report.data, lang)
+                    subject = f"[fleetcare] {t['title']} — {name} — {month}"
+                    payload = {"event": "report", "text": t["mail_body"].format(customer=name, month=month),
+                               "sent_by": "fleetcare", "report": {"id": report.id, "customer": key,
+                                                                   "period": period, "lang": lang}}
+                    if notify_cfg.smtp_host:
+                        for target in recipients or []:
+                            conn.execute("INSERT INTO notifications (report_id, event, channel, target, subject, "
+                                         "payload) VALUES (%s, 'report', 'email', %s, %s, %s)",
+                                         (report.id, target, subject[:300], json.dumps(payload, default=str)))
+                    done.append(report.id)
+            except Exception:
+                log.exception("report %s %s (%s) not issued; the next run tries again", key, period, lang)
+    return done
 
 
 def _has_data(conn: psycopg.Connection, customer_id: int, period: str) -> bool:

@@ -83,6 +83,7 @@ def put_archive(conn: Conn, device_id: int, body: ArchiveIn) -> dict[str, Any]:
 
 
 _TIMELINE = """
+SELECT * FROM (
 SELECT time, kind, text, severity, NULL::bigint AS case_id, (detail->>'inspection_id')::bigint AS inspection_id,
        detail->>'by' AS by, detail
 FROM device_events WHERE device_id = %(d)s AND time >= %(since)s AND time < %(until)s
@@ -100,6 +101,7 @@ FROM cases WHERE device_id = %(d)s AND closed_at >= %(since)s AND closed_at < %(
 UNION ALL
 SELECT opened_at, 'reboot', text, severity, NULL, NULL, NULL, evidence
 FROM alarms WHERE device_id = %(d)s AND detector = 'reboot' AND opened_at >= %(since)s AND opened_at < %(until)s
+) t WHERE %(kinds)s::text[] IS NULL OR t.kind = ANY(%(kinds)s)
 ORDER BY 1 DESC, 2 LIMIT %(limit)s
 """
 
@@ -116,8 +118,8 @@ def timeline(conn: Conn, device_id: int,
         raise NotFound(f"device {device_id}")
     start, end = time_range(since or "1970-01-01T00:00:00Z", until)
     rows = conn.cursor(row_factory=dict_row).execute(
-        _TIMELINE, {"d": device_id, "since": start, "until": end, "limit": limit}).fetchall()
-    return [r for r in rows if not kind or r["kind"] in kind]
+        _TIMELINE, {"d": device_id, "since": start, "until": end, "limit": limit, "kinds": kind or None}).fetchall()
+    return rows
 
 
 @router.get("/api/v1/warranties/expiring", response_model=list[ExpiringWarranty],
@@ -129,9 +131,10 @@ def expiring(conn: Conn, days: Annotated[int, Query(ge=0, le=3650)] = 90,
     return conn.cursor(row_factory=dict_row).execute(
         "SELECT d.id AS device_id, d.name AS device, d.kind, c.key AS customer, c.name AS customer_name, "
         "  s.key AS site, v.brand, v.model, v.serial, v.accepted_on, v.warranty_end, "
-        "  (v.warranty_end - current_date) AS days_left, v.contract_id "
+        "  (v.warranty_end - (now() AT TIME ZONE 'UTC')::date) AS days_left, v.contract_id "
         "FROM device_service v JOIN devices d ON d.id = v.device_id JOIN customers c ON c.id = v.customer_id "
         "JOIN sites s ON s.id = v.site_id WHERE v.warranty_end IS NOT NULL "
-        "AND v.warranty_end <= current_date + %(days)s AND (%(expired)s OR v.warranty_end >= current_date) "
+        "AND v.warranty_end <= (now() AT TIME ZONE 'UTC')::date + %(days)s "
+        "AND (%(expired)s OR v.warranty_end >= (now() AT TIME ZONE 'UTC')::date) "
         "AND (%(c)s::text IS NULL OR c.key = %(c)s) ORDER BY v.warranty_end, d.name",
         {"days": days, "expired": include_expired, "c": customer}).fetchall()

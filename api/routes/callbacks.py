@@ -42,12 +42,12 @@ def list_callbacks(conn: Conn, state: Annotated[Literal["open", "done"] | None, 
                         409: {"model": ErrorBody, "description": "Answered already"},
                         422: {"model": ErrorBody, "description": "A case callback without 'resolved'"}})
 def record(conn: Conn, request: Request, callback_id: int, body: CallbackResult) -> dict[str, Any]:
-    row = conn.execute("SELECT case_id, state FROM callbacks WHERE id = %s", (callback_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"callback {callback_id}")
-    if row[1] == "done":
-        raise Conflict(f"callback {callback_id} was answered already")
     with conn.transaction():
+        row = conn.execute("SELECT case_id, state FROM callbacks WHERE id = %s FOR UPDATE", (callback_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"callback {callback_id}")
+        if row[1] == "done":
+            raise Conflict(f"callback {callback_id} was answered already")
         if row[0] is not None:  # a case's callback is also an event of the case
             if body.resolved is None:
                 raise Unprocessable("resolved: say whether the case's problem is really gone")

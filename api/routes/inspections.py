@@ -28,7 +28,8 @@ _ERRORS = {404: {"model": ErrorBody, "description": "No such inspection"},
 
 _SELECT = """
 SELECT i.id, c.key AS customer, s.key AS site, s.name AS site_name, i.device_id, d.name AS device, d.kind, i.state,
-       i.due_on, i.latest_on, greatest(0, current_date - i.due_on) * (i.state = 'planned')::int AS overdue_days,
+       i.due_on, i.latest_on,
+       greatest(0, (now() AT TIME ZONE 'UTC')::date - i.due_on) * (i.state = 'planned')::int AS overdue_days,
        i.reason, i.checklist, i.assignee, d.health, v.warranty_end, i.done_at, i.done_by
 FROM inspections i JOIN customers c ON c.id = i.customer_id JOIN devices d ON d.id = i.device_id
 LEFT JOIN sites s ON s.id = i.site_id LEFT JOIN device_service v ON v.device_id = i.device_id
@@ -39,7 +40,7 @@ WHERE (%(state)s::text IS NULL OR i.state = %(state)s)
   AND (%(site)s::text IS NULL OR s.key = %(site)s)
   AND (%(device_id)s::int IS NULL OR i.device_id = %(device_id)s)
   AND (%(due_before)s::date IS NULL OR i.due_on <= %(due_before)s)
-  AND (NOT %(overdue)s OR (i.state = 'planned' AND i.due_on < current_date))
+  AND (NOT %(overdue)s OR (i.state = 'planned' AND i.due_on < (now() AT TIME ZONE 'UTC')::date))
 """
 
 

@@ -56,6 +56,7 @@ CREATE TABLE inspections (
     checklist     text NOT NULL,          -- the checklist's name (alerting/data/checklists/)
     assignee      text,
     escalated_level integer NOT NULL DEFAULT 0,   -- overdue escalations fired (0, 1 assignee, 2 manager)
+    booked        boolean NOT NULL DEFAULT false, -- a person set the date: planning leaves it alone
     done_at       timestamptz,
     done_by       text,
     results       jsonb NOT NULL DEFAULT '[]',    -- [{item, ok, value, note}]
@@ -97,6 +98,7 @@ CREATE TABLE reports (
     pdf          bytea,
     sha256       text NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
+    mailed_at    timestamptz,              -- its e-mails were put in the outbox (once)
     UNIQUE (customer_id, period, lang)
 );
 
@@ -109,8 +111,11 @@ ALTER TABLE notifications ADD COLUMN inspection_id bigint REFERENCES inspections
 -- Every list that shows a device or a case shows its warranty from here.
 CREATE VIEW device_service AS
 SELECT d.id AS device_id, cu.id AS customer_id, s.id AS site_id, k.id AS contract_id,
-       (k.id IS NOT NULL AND ((jsonb_array_length(k.sites) = 0 AND jsonb_array_length(k.devices) = 0)
-            OR k.sites ? s.key OR k.devices ? (s.key || '/' || d.key))) AS covered,
+       (k.id IS NOT NULL
+        AND (k.starts_on IS NULL OR k.starts_on <= (now() AT TIME ZONE 'UTC')::date)
+        AND (k.ends_on IS NULL OR k.ends_on >= (now() AT TIME ZONE 'UTC')::date)
+        AND ((jsonb_array_length(k.sites) = 0 AND jsonb_array_length(k.devices) = 0)
+             OR k.sites ? s.key OR k.devices ? (s.key || '/' || d.key))) AS covered,
        coalesce(ar.brand, d.attrs->>'brand', d.attrs->>'vendor') AS brand,
        coalesce(ar.model, d.attrs->>'model') AS model,
        coalesce(ar.serial, d.attrs->>'serial') AS serial,
