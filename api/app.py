@@ -16,7 +16,7 @@ from api import errors
 from api.models import Health
 from agent import wire
 from api.commands import Commander
-from api.routes import (alarms, archive, callbacks, cases, contracts, customers, devices, diagnostics, fleet,
+from api.routes import (alarms, archive, auth as auth_routes, callbacks, cases, contracts, customers, devices, diagnostics, fleet,
                         maintenance, notifications)
 from api.routes import inspections as inspections_routes
 from collector.config import MqttSection
@@ -78,6 +78,7 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
     app.include_router(archive.router)
     app.include_router(inspections_routes.router)
     app.include_router(customers.router)
+    app.include_router(auth_routes.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"],
              responses={503: {"model": Health, "description": "The database is unreachable"}})

@@ -53,6 +53,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "alarms-health", lambda db: {"*": _sql("006_alarms.sql")}),
     Migration(7, "cases", lambda db: {"*": _sql("007_cases.sql")}),
     Migration(8, "maintenance", lambda db: {"*": _sql("008_maintenance.sql")}),
+    Migration(9, "auth", lambda db: {"*": _sql("009_auth.sql")}),
 ]
 
 LATEST = MIGRATIONS[-1].version

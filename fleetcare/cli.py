@@ -157,6 +157,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user(args: argparse.Namespace) -> int:
+    """Users on the command line: the first admin, and scripts."""
+    cfg = _server_config(args)
+    if not cfg.database.url:
+        _config_error("database.url is not set: set FLEETCARE_DATABASE_URL or [database] url")
+    import psycopg
+
+    from api import auth
+    from collector.migrate import migrate
+    migrate(cfg.database.url, cfg.database)
+    try:
+        with psycopg.connect(cfg.database.url, autocommit=True) as conn:
+            if args.action == "add":
+                auth.add_user(conn, args.username, args.password, args.role, customer=args.customer,
+                              customers=[c for c in (args.customers or "").split(",") if c], by="cli")
+                print(f"user {args.username} added ({args.role}{', customer ' + args.customer if args.customer else ''})")
+            elif args.action == "disable":
+                auth.disable_user(conn, args.username, by="cli")
+                print(f"user {args.username} disabled; their sessions and tokens are revoked")
+            else:
+                for u in auth.list_users(conn):
+                    scope = u["customer"] or (",".join(u["customers"]) or "all customers")
+                    print(f"{u['username']:<24} {u['role']:<9} {scope:<24} {'disabled' if u['disabled'] else 'active'}")
+    except auth.AuthError as exc:
+        print(f"user: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleetcare", description="Watch installed equipment at customer "
                                      "sites and fix it before the customer notices.")
@@ -234,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="file to write (default: standard output)")
     p.add_argument("--config", type=Path, help="server TOML file")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("user", help="add, list or disable users (the first admin, scripts)")
+    p.add_argument("--config", type=Path, help="server TOML file")
+    users = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = users.add_parser("add", help="add a user")
+    a.add_argument("--username", required=True)
+    a.add_argument("--password", required=True, help="at least 10 characters")
+    a.add_argument("--role", required=True, choices=("admin", "engineer", "customer"))
+    a.add_argument("--customer", help="the customer (key) a customer user belongs to")
+    a.add_argument("--customers", help="an engineer's assigned customers (keys, comma-separated); default all")
+    d = users.add_parser("disable", help="disable a user and revoke their sessions and tokens")
+    d.add_argument("--username", required=True)
+    users.add_parser("list", help="list users")
+    p.set_defaults(func=cmd_user)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     p.add_argument("--config", type=Path, help="server TOML file")
