@@ -66,6 +66,7 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
                               "clocks, the device archive, inspections planned from health, and customer health "
                               "reports.")
     errors.install(app)
+    errors.document_422(app)
     app.include_router(devices.router)
     app.include_router(alarms.router)
     app.include_router(fleet.router)

@@ -65,9 +65,45 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": f"cannot send the command: {exc}"}, status_code=503,
                             headers={"Retry-After": "5"})
 
+    @app.exception_handler(psycopg.DataError)
+    async def _bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # a value the database cannot hold: an id beyond 32 bits, a NUL character in text, …
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return JSONResponse({"detail": f"a value in the request cannot be used: {first}"}, status_code=422)
+
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(psycopg.OperationalError)
     async def _db_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable for %s %s: %s", request.method, request.url.path, exc)
         return JSONResponse({"detail": "database unavailable, try again shortly"}, status_code=503,
                             headers={"Retry-After": "5"})
+
+
+def document_422(app: FastAPI) -> None:
+    """A 422 is either FastAPI's validation body (a list of field errors) or ours (one sentence:
+    `Unprocessable`, a value the database cannot hold). Say so in one place, for every operation,
+    so that the OpenAPI document describes what the API really sends."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("ErrorBody", {"type": "object", "title": "ErrorBody", "required": ["detail"],
+                                         "properties": {"detail": {"type": "string", "title": "Detail"}}})
+        either = {"anyOf": [{"$ref": "#/components/schemas/HTTPValidationError"},
+                            {"$ref": "#/components/schemas/ErrorBody"}]}
+        for operations in spec.get("paths", {}).values():
+            for op in operations.values():
+                responses = op.setdefault("responses", {})
+                if "422" in responses or op.get("parameters") or op.get("requestBody"):
+                    entry = responses.setdefault("422", {"description": "Validation error"})
+                    entry["content"] = {"application/json": {"schema": either}}
+        if "HTTPValidationError" not in schemas:
+            schemas["HTTPValidationError"] = {"type": "object", "title": "HTTPValidationError", "properties": {
+                "detail": {"type": "array", "items": {"type": "object"}, "title": "Detail"}}}
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
