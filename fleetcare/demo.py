@@ -158,6 +158,7 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
         today = datetime.now(UTC)
         with psycopg.connect(database_url, autocommit=True) as conn:
             demo_seed.contracts(conn, fleet(), today)
+            logins = demo_seed.users(conn, fleet(), data_dir / "credentials.json")
         configs = agent_configs(data_dir, mqtt_url, database_url)
         for path in configs:
             children.spawn(f"agent-{path.stem}", ["agent", "--config", str(path)], env)
@@ -191,6 +192,9 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
             f"  cases     {console}api/v1/cases?sort=urgency   (opened from the alarms, with SLA clocks)",
             f"  plan      {console}api/v1/inspections   (next inspections, each with the reason for its date)",
             f"  reports   {console}api/v1/customers   → /{{id}}/reports/{_last_month(today)}.html (or .pdf, ?lang=zh-CN)",
+            f"  logins    admin / {logins['password']}; "
+            + ", ".join(f"{c['username']} / {c['password']}" for c in logins["customers"])
+            + f" (in {data_dir / 'credentials.json'}; POST {console}api/v1/auth/token)",
             f"  logs      {children.log_dir}",
             "Press Ctrl-C to stop everything.",
             "",

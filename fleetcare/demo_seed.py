@@ -45,6 +45,40 @@ def contracts(conn: psycopg.Connection, fleet: dict[str, Any], today: datetime) 
                  json.dumps(k["report_recipients"]), k["report_language"]))
 
 
+def users(conn: psycopg.Connection, fleet: dict[str, Any], path: Any) -> dict[str, Any]:
+    """An admin and one customer user per demo customer, with random passwords, written (0600) to
+    `path` as {"username", "password", "token", "customers": [{"customer_id", "username", "password"}]}
+    so scripts can log in. A restarted demo keeps the file and its users."""
+    import secrets
+    from pathlib import Path
+
+    from api import auth
+    path = Path(path)
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+            if conn.execute("SELECT 1 FROM users WHERE username = %s", (saved["username"],)).fetchone():
+                return saved
+        except (ValueError, KeyError):
+            pass
+    out: dict[str, Any] = {"username": "admin", "password": secrets.token_urlsafe(12), "customers": []}
+    with conn.transaction():
+        conn.execute("DELETE FROM api_tokens WHERE user_id IN (SELECT id FROM users WHERE username = 'admin' "
+                     "OR username LIKE '%%-portal')")
+        conn.execute("DELETE FROM users WHERE username = 'admin' OR username LIKE '%%-portal'")
+        uid = auth.add_user(conn, "admin", out["password"], "admin", by="demo")
+        _, out["token"] = auth.issue_token(conn, uid, "api", "demo scripts", hours=None, by="demo")
+        for c in fleet["customers"]:
+            password = secrets.token_urlsafe(12)
+            auth.add_user(conn, f"{c['key']}-portal", password, "customer", customer=c["key"], by="demo")
+            cid = conn.execute("SELECT id FROM customers WHERE key = %s", (c["key"],)).fetchone()[0]
+            out["customers"].append({"customer_id": cid, "customer": c["key"], "username": f"{c['key']}-portal",
+                                     "password": password})
+    path.write_text(json.dumps(out, indent=1))
+    path.chmod(0o600)
+    return out
+
+
 def _simulated(conn: psycopg.Connection) -> list[tuple[int, str, str]]:
     return conn.execute("SELECT id, key, kind FROM devices WHERE attrs->>'simulated' = 'true' ORDER BY key").fetchall()
 

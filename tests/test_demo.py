@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -103,6 +104,18 @@ def test_demo_starts_everything_and_stops_everything(tmp_path: Path) -> None:
         assert _get(f"http://127.0.0.1:{port}/api/v1/inspections?state=done")
         assert _get(f"http://127.0.0.1:{port}/api/v1/callbacks?state=done")
         assert "/api/v1/inspections" in banner and "/reports/" in banner
+        # logins for people and scripts
+        creds = json.loads((tmp_path / "data" / "credentials.json").read_text())
+        assert creds["username"] == "admin" and len(creds["customers"]) == 2
+        me = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/me",
+                                    headers={"Authorization": f"Bearer {creds['token']}"})
+        with urllib.request.urlopen(me, timeout=10) as resp:
+            assert json.loads(resp.read())["role"] == "admin"
+        portal = creds["customers"][0]
+        form = urllib.parse.urlencode({"username": portal["username"], "password": portal["password"]}).encode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/auth/token", data=form, timeout=10) as resp:
+            assert json.loads(resp.read())["token_type"] == "bearer"
+        assert creds["password"] in banner
     finally:
         proc.send_signal(signal.SIGINT)
         try:
