@@ -165,6 +165,8 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
         spec = fleet()["simulate"]
         children.spawn("simulate", simulate_args(data_dir, mqtt_url), env)
         seeded: dict[str, Any] = {}
+        # the seeder plans ~two inspections per device: the banner's terminal is not the place for them
+        logging.getLogger("alerting.inspections").setLevel(logging.WARNING)
 
         def seed() -> None:
             try:
