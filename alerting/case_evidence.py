@@ -47,6 +47,18 @@ def where(conn: psycopg.Connection, agent_id: int, device_id: int | None) -> Whe
     return Where(*row) if row else None
 
 
+EXPIRING_DAYS = 90  # a warranty ending this soon is "expiring": time for the sales follow-up
+
+
+def warranty_state(end: date | None, today: date) -> tuple[str, int | None]:
+    """The one rule for every list that shows a warranty: (in_warranty | expiring | expired | unknown,
+    days left)."""
+    if end is None:
+        return "unknown", None
+    days = (end - today).days
+    return ("expired" if days < 0 else "expiring" if days <= EXPIRING_DAYS else "in_warranty"), days
+
+
 def warranty(attrs: dict[str, Any], today: date) -> dict[str, Any]:
     end = parse_date(attrs.get("warranty_end"))
     if end is None:

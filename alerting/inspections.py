@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class InspectionRefused(ValueError):
-    """The inspection is not in a state that allows the action (done already, unknown item…)."""
+    """The inspection is not in a state that allows the action (done already, past its limit…)."""
+
+
+class ChecklistMismatch(InspectionRefused):
+    """The results do not match the inspection's checklist (an item missing or unknown)."""
 
 
 def add_months(d: date, months: int) -> date:
@@ -219,10 +223,10 @@ class Inspections:
         given = {r.get("item") for r in results}
         unknown = given - known
         if unknown:
-            raise InspectionRefused(f"not on the {checklist.name} checklist: {', '.join(sorted(map(str, unknown)))}")
+            raise ChecklistMismatch(f"not on the {checklist.name} checklist: {', '.join(sorted(map(str, unknown)))}")
         missing = known - given
         if missing:
-            raise InspectionRefused(f"checklist items without a result: {', '.join(sorted(missing))}")
+            raise ChecklistMismatch(f"checklist items without a result: {', '.join(sorted(missing))}")
         stored_findings = []
         for n, finding in enumerate(findings):
             entry = dict(finding)
@@ -257,7 +261,7 @@ class Inspections:
     def escalate_overdue(self, conn: psycopg.Connection, notify_cfg: Any, today: date | None = None) -> int:
         """Fire each overdue step once per inspection: an e-mail to the roles the step names (the
         assignee, or the contract's contacts), through the notification outbox."""
-        from alerting.notify import recipients
+        from alerting.notify import outbox, recipients
         today = today or datetime.now(UTC).date()
         fired = 0
         rows = conn.execute(
@@ -279,13 +283,7 @@ class Inspections:
                            "inspection": {"id": iid, "due_on": due.isoformat(), "days_late": late, "device": device,
                                           "customer": customer, "site": site, "checklist": checklist,
                                           "assignee": assignee, "level": n}, "sent_by": "fleetcare"}
-                targets = [("webhook", u) for u in notify_cfg.webhook_urls]
-                if notify_cfg.smtp_host:
-                    targets += [("email", e) for e in emails]
-                for channel, target in targets:
-                    conn.execute("INSERT INTO notifications (inspection_id, event, channel, target, subject, payload) "
-                                 "VALUES (%s, 'inspection_overdue', %s, %s, %s, %s)",
-                                 (iid, channel, target, subject[:300], json.dumps(payload)))
+                outbox(conn, notify_cfg, "inspection_overdue", subject, payload, emails, inspection_id=iid)
                 fired += 1
             conn.execute("UPDATE inspections SET escalated_level = %s, updated_at = now() WHERE id = %s",
                          (steps[-1], iid))

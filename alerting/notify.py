@@ -74,19 +74,28 @@ def recipients(contacts: Iterable[dict[str, Any]], roles: Iterable[str], assigne
     return list(dict.fromkeys(out))
 
 
-def enqueue(conn: psycopg.Connection, cfg: NotifySection, case: dict[str, Any], event: str, text: str,
-            emails: list[str], data: dict[str, Any] | None = None) -> int:
-    """Write the notifications of one case event (webhooks get every event, e-mails the named people)."""
-    subject = f"[fleetcare {case['severity']}] case #{case['id']} {event.replace('_', ' ')}: {case['title']}"[:300]
-    payload = {"event": event, "text": text, "case": case, "data": data or {}, "sent_by": "fleetcare"}
+def outbox(conn: psycopg.Connection, cfg: NotifySection, event: str, subject: str, payload: dict[str, Any],
+           emails: Iterable[str], *, webhooks: bool = True, case_id: int | None = None,
+           inspection_id: int | None = None, report_id: int | None = None) -> int:
+    """The one writer of the outbox: each configured webhook (unless `webhooks` is false) and, with an
+    SMTP server, each e-mail address gets a row, delivered by `Deliverer`. Returns the rows written."""
     body = json.dumps(payload, default=str)
-    rows = [("webhook", url) for url in cfg.webhook_urls]
+    rows = [("webhook", url) for url in cfg.webhook_urls] if webhooks else []
     if cfg.smtp_host:
         rows += [("email", addr) for addr in emails]
     for channel, target in rows:
-        conn.execute("INSERT INTO notifications (case_id, event, channel, target, subject, payload) "
-                     "VALUES (%s, %s, %s, %s, %s, %s)", (case["id"], event, channel, target, subject, body))
+        conn.execute("INSERT INTO notifications (case_id, inspection_id, report_id, event, channel, target, subject, "
+                     "payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                     (case_id, inspection_id, report_id, event, channel, target, subject[:300], body))
     return len(rows)
+
+
+def enqueue(conn: psycopg.Connection, cfg: NotifySection, case: dict[str, Any], event: str, text: str,
+            emails: list[str], data: dict[str, Any] | None = None) -> int:
+    """Write the notifications of one case event (webhooks get every event, e-mails the named people)."""
+    subject = f"[fleetcare {case['severity']}] case #{case['id']} {event.replace('_', ' ')}: {case['title']}"
+    payload = {"event": event, "text": text, "case": case, "data": data or {}, "sent_by": "fleetcare"}
+    return outbox(conn, cfg, event, subject, payload, emails, case_id=case["id"])
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -42,6 +42,14 @@ def _server_config(args: argparse.Namespace):
     return cfg
 
 
+def _database_config(args: argparse.Namespace):
+    """The server configuration of a command that needs the database (and nothing else)."""
+    cfg = _server_config(args)
+    if not cfg.database.url:
+        _config_error("database.url is not set: set FLEETCARE_DATABASE_URL or [database] url")
+    return cfg
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
     if getattr(args, "action", None) == "discover":
         from agent.snmp.discover import run as discover
@@ -80,9 +88,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_enrol(args: argparse.Namespace) -> int:
-    cfg = _server_config(args)
-    if not cfg.database.url:
-        _config_error("database.url is not set: set FLEETCARE_DATABASE_URL or [database] url")
+    cfg = _database_config(args)
     import psycopg
 
     from agent import wire
@@ -129,9 +135,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Render one customer's health report for one month: the stored one when the month was issued,
     else built now (and kept, once the month has ended)."""
-    cfg = _server_config(args)
-    if not cfg.database.url:
-        _config_error("database.url is not set: set FLEETCARE_DATABASE_URL or [database] url")
+    cfg = _database_config(args)
     import psycopg
 
     from api.reports import data as report_data
@@ -162,9 +166,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_user(args: argparse.Namespace) -> int:
     """Users on the command line: the first admin, and scripts."""
-    cfg = _server_config(args)
-    if not cfg.database.url:
-        _config_error("database.url is not set: set FLEETCARE_DATABASE_URL or [database] url")
+    cfg = _database_config(args)
     import psycopg
 
     from api import auth

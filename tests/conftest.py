@@ -286,3 +286,30 @@ def write_agent_config(path: Path, *, agent: str, customer: str, site: str, mqtt
         lines += ["[[simulate.devices]]", f'name = "{name}"', f'kind = "{kind}"', ""]
     path.write_text("\n".join(lines))
     return path
+
+
+@dataclass
+class SmtpInbox:
+    """A real SMTP server (aiosmtpd) on a loopback port; `messages` holds (recipients, raw bytes)."""
+
+    port: int
+    messages: list[tuple[list[str], bytes]]
+
+
+@pytest.fixture
+def smtp_inbox() -> Iterator[SmtpInbox]:
+    from aiosmtpd.controller import Controller
+
+    inbox = SmtpInbox(embedded.free_port(), [])
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            inbox.messages.append((envelope.rcpt_tos, envelope.content))
+            return "250 OK"
+
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=inbox.port)
+    ctl.start()
+    try:
+        yield inbox
+    finally:
+        ctl.stop()

@@ -4,7 +4,6 @@ purpose), and an SMTP server (aiosmtpd) on a loopback port. Retries are driven b
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +13,8 @@ import psycopg
 import pytest
 
 from alerting.notify import Deliverer, NotifySection, enqueue, sign
+from fleetcare.embedded import free_port
+from tests.conftest import SmtpInbox
 
 SECRET = "s3cret"
 CASE = {"id": None, "severity": "P1", "state": "open", "title": "fw1: CPU 99 %", "description": "d",
@@ -63,12 +64,6 @@ def conn(db_url: str):
     c.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def states(conn: psycopg.Connection) -> list[tuple]:
     return conn.execute("SELECT channel, state, attempts FROM notifications ORDER BY id").fetchall()
 
@@ -112,30 +107,13 @@ def test_undeliverable_ends_failed_and_visible_never_lost(conn: psycopg.Connecti
     assert d.deliver_due(conn, t + timedelta(days=1)) == 0  # failed stays failed until someone retries it
 
 
-def test_email_reaches_a_real_smtp_server(conn: psycopg.Connection) -> None:
-    from aiosmtpd.controller import Controller
-
-    class Inbox:
-        def __init__(self) -> None:
-            self.messages: list[tuple[list[str], str]] = []
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            self.messages.append((envelope.rcpt_tos, envelope.content.decode("utf-8", "replace")))
-            return "250 OK"
-
-    inbox = Inbox()
-    port = free_port()
-    ctl = Controller(inbox, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
-        cfg = NotifySection(smtp_host="127.0.0.1", smtp_port=port, smtp_from="fleetcare@svc.example")
-        with conn.transaction():
-            enqueue(conn, cfg, CASE, "opened", "P1 case opened", ["eve@svc.example", "mia@svc.example"])
-        assert Deliverer("", cfg).deliver_due(conn) == 2
-        assert sorted(r for rcpt, _ in inbox.messages for r in rcpt) == ["eve@svc.example", "mia@svc.example"]
-        text = inbox.messages[0][1]
-        assert "Subject: [fleetcare P1] case #" in text and "fw1: CPU 99 %" in text
-        assert "Customer: acme  Site: hq  Device: fw1" in text
-        assert states(conn) == [("email", "sent", 1), ("email", "sent", 1)]
-    finally:
-        ctl.stop()
+def test_email_reaches_a_real_smtp_server(conn: psycopg.Connection, smtp_inbox: SmtpInbox) -> None:
+    cfg = NotifySection(smtp_host="127.0.0.1", smtp_port=smtp_inbox.port, smtp_from="fleetcare@svc.example")
+    with conn.transaction():
+        enqueue(conn, cfg, CASE, "opened", "P1 case opened", ["eve@svc.example", "mia@svc.example"])
+    assert Deliverer("", cfg).deliver_due(conn) == 2
+    assert sorted(r for rcpt, _ in smtp_inbox.messages for r in rcpt) == ["eve@svc.example", "mia@svc.example"]
+    text = smtp_inbox.messages[0][1].decode("utf-8", "replace")
+    assert "Subject: [fleetcare P1] case #" in text and "fw1: CPU 99 %" in text
+    assert "Customer: acme  Site: hq  Device: fw1" in text
+    assert states(conn) == [("email", "sent", 1), ("email", "sent", 1)]

@@ -20,6 +20,7 @@ from agent import wire
 from api.reports import data as report_data
 from api.reports import render, store
 from collector.store import Batch, Store
+from tests.conftest import SmtpInbox
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
 NOV_5 = datetime(2026, 11, 5, 12, 0, tzinfo=UTC)
@@ -175,41 +176,22 @@ def test_reports_api_keeps_an_ended_month_unchanged(month: dict[str, Any], tmp_p
         assert client.get(f"/api/v1/customers/{cid}/reports/2026-10.html", params={"lang": "fr"}).status_code == 422
 
 
-def test_the_monthly_job_issues_and_mails_each_report_once(month: dict[str, Any]) -> None:
-    from aiosmtpd.controller import Controller
-
+def test_the_monthly_job_issues_and_mails_each_report_once(month: dict[str, Any], smtp_inbox: SmtpInbox) -> None:
     from alerting.notify import Deliverer, NotifySection
-    from tests.test_notify import free_port
-
-    class Inbox:
-        def __init__(self) -> None:
-            self.messages: list[tuple[list[str], bytes]] = []
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            self.messages.append((envelope.rcpt_tos, envelope.content))
-            return "250 OK"
-
-    inbox = Inbox()
-    port = free_port()
-    ctl = Controller(inbox, hostname="127.0.0.1", port=port)
-    ctl.start()
     conn = month["conn"]
-    try:
-        cfg = NotifySection(smtp_host="127.0.0.1", smtp_port=port, smtp_from="fleetcare@svc.example")
-        made = store.produce_due(conn, cfg, now=NOV_5)
-        assert len(made) == 1  # October, in the contract's language; no data before it
-        assert store.produce_due(conn, cfg, now=NOV_5 + timedelta(hours=1)) == []
-        lang, = conn.execute("SELECT lang FROM reports").fetchone()
-        assert lang == "zh-CN"
-        assert Deliverer("", cfg).deliver_due(conn) == 1
-        (rcpt, raw), = inbox.messages
-        assert rcpt == ["pm@acme.example"]
-        msg = message_from_bytes(raw)
-        pdfs = [p for p in msg.walk() if p.get_content_type() == "application/pdf"]
-        assert len(pdfs) == 1 and pdfs[0].get_filename() == "acme-2026-10-zh-CN.pdf"
-        assert pdfs[0].get_payload(decode=True).startswith(b"%PDF")
-    finally:
-        ctl.stop()
+    cfg = NotifySection(smtp_host="127.0.0.1", smtp_port=smtp_inbox.port, smtp_from="fleetcare@svc.example")
+    made = store.produce_due(conn, cfg, now=NOV_5)
+    assert len(made) == 1  # October, in the contract's language; no data before it
+    assert store.produce_due(conn, cfg, now=NOV_5 + timedelta(hours=1)) == []
+    lang, = conn.execute("SELECT lang FROM reports").fetchone()
+    assert lang == "zh-CN"
+    assert Deliverer("", cfg).deliver_due(conn) == 1
+    (rcpt, raw), = smtp_inbox.messages
+    assert rcpt == ["pm@acme.example"]
+    msg = message_from_bytes(raw)
+    pdfs = [p for p in msg.walk() if p.get_content_type() == "application/pdf"]
+    assert len(pdfs) == 1 and pdfs[0].get_filename() == "acme-2026-10-zh-CN.pdf"
+    assert pdfs[0].get_payload(decode=True).startswith(b"%PDF")
 
 
 def test_report_command_writes_html_and_pdf(month: dict[str, Any], tmp_path: Path) -> None:

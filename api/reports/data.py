@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from alerting.case_evidence import warranty_state
+
 PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-EXPIRING_DAYS = 90
 
 
 class ReportError(ValueError):
@@ -201,7 +202,7 @@ def build(conn: psycopg.Connection, customer: str | int, period: str, *, now: da
             "health_daily": spark.get(d["id"], []), "health_top": [b["text"] for b in (breakdown or [])[:2]],
             "cases": per_device_cases.get(d["id"], 0),
             "warranty_end": warranty.isoformat() if warranty else None,
-            "warranty": _warranty_state(warranty, end_day), "covered": d["covered"]})
+            "warranty": warranty_state(warranty, end_day)[0], "covered": d["covered"]})
     for s in sites.values():
         s["availability"] = round(100.0 * s["have"] / s["expected"], 2) if s["expected"] else None
 
@@ -259,14 +260,6 @@ def _settled(conn: psycopg.Connection, customer_id: int, end: datetime) -> bool:
 def _planned(p: dict[str, Any]) -> dict[str, Any]:
     return {"id": p["id"], "device": p["device"], "site": p["site"], "due_on": p["due_on"].isoformat(),
             "reason": p["reason"]}
-
-
-def _warranty_state(end: date | None, today: date) -> str:
-    if end is None:
-        return "unknown"
-    if end < today:
-        return "expired"
-    return "expiring" if (end - today).days <= EXPIRING_DAYS else "in_warranty"
 
 
 def _avg(values: list[float | None]) -> float | None:

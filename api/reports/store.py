@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from alerting.notify import outbox
 from api.reports import data as report_data
 from api.reports import render
 
@@ -153,11 +154,8 @@ def produce_due(conn: psycopg.Connection, notify_cfg: Any, *, now: datetime | No
                     payload = {"event": "report", "text": t["mail_body"].format(customer=name, month=month),
                                "sent_by": "fleetcare", "report": {"id": report.id, "customer": key,
                                                                    "period": period, "lang": lang}}
-                    if notify_cfg.smtp_host:
-                        for target in recipients or []:
-                            conn.execute("INSERT INTO notifications (report_id, event, channel, target, subject, "
-                                         "payload) VALUES (%s, 'report', 'email', %s, %s, %s)",
-                                         (report.id, target, subject[:300], json.dumps(payload, default=str)))
+                    outbox(conn, notify_cfg, "report", subject, payload, recipients or [], webhooks=False,
+                           report_id=report.id)
                     done.append(report.id)
             except Exception:
                 log.exception("report %s %s (%s) not issued; the next run tries again", key, period, lang)

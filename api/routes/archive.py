@@ -11,6 +11,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Query
 from psycopg.rows import dict_row
 
+from alerting.case_evidence import warranty_state
 from api.deps import db_sync
 from api.errors import NotFound
 from api.maintenance_models import ArchiveIn, ArchivePublic, ExpiringWarranty, TimelineEntry
@@ -21,17 +22,6 @@ router = APIRouter(tags=["archive"])
 
 Conn = Annotated[psycopg.Connection, Depends(db_sync)]
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "No such device"}}
-EXPIRING_DAYS = 90
-
-
-def warranty_state(end: date | None, today: date) -> tuple[str, int | None]:
-    """One rule for every place that shows a warranty: expiring = within 90 days."""
-    if end is None:
-        return "unknown", None
-    days = (end - today).days
-    return ("expired" if days < 0 else "expiring" if days <= EXPIRING_DAYS else "in_warranty"), days
-
-
 def _archive(conn: psycopg.Connection, device_id: int) -> dict[str, Any]:
     row = conn.cursor(row_factory=dict_row).execute(
         "SELECT d.id AS device_id, d.name AS device, d.kind, c.key AS customer, s.key AS site, v.contract_id, "

@@ -10,14 +10,14 @@ import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from psycopg.rows import dict_row
 
-from alerting.inspections import InspectionRefused, routes
+from alerting.inspections import ChecklistMismatch, InspectionRefused, routes
 from alerting.case_actions import ActionRefused
+from alerting.case_evidence import warranty_state
 from api.deps import db_sync
 from api.errors import Conflict, NotFound, Unprocessable
 from api.maintenance_models import (InspectionAssign, InspectionComplete, InspectionDetail, InspectionPublic,
                                     InspectionReschedule, RouteSite)
 from api.models import ErrorBody
-from api.routes.archive import warranty_state
 
 router = APIRouter(prefix="/api/v1/inspections", tags=["inspections"])
 
@@ -119,8 +119,10 @@ def _act(conn: psycopg.Connection, fn: Any) -> None:
             fn()
     except LookupError as exc:
         raise NotFound(str(exc)) from None
+    except ChecklistMismatch as exc:
+        raise Unprocessable(str(exc)) from None
     except InspectionRefused as exc:
-        raise (Unprocessable if "checklist" in str(exc) else Conflict)(str(exc)) from None
+        raise Conflict(str(exc)) from None
     except (ActionRefused, ValueError) as exc:
         raise Unprocessable(str(exc)) from None
 
