@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, error mapping, the async connection pool, the console page."""
+"""The FastAPI application: routers, error mapping, the connection pools, the web UI (api/web/)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from agent.runner import agent_version
 from api import errors
+from api.access import access, check_routes
 from api.models import Health
 from agent import wire
 from api.commands import Commander
@@ -60,13 +61,13 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
             sync_pool.close()
             await pool.close()
 
-    app = FastAPI(title="fleetcare", version=agent_version(), lifespan=lifespan,
+    app = FastAPI(title="fleetcare", version=agent_version(), lifespan=lifespan, dependencies=[Depends(access)],
                   description="Watch the equipment installed at customer sites: devices, their live "
                               "status and metric history, alarms, the service cases opened from them with their SLA "
                               "clocks, the device archive, inspections planned from health, and customer health "
                               "reports.")
     errors.install(app)
-    errors.document_422(app)
+    errors.document_responses(app)
     app.include_router(devices.router)
     app.include_router(alarms.router)
     app.include_router(fleet.router)
@@ -99,4 +100,5 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
     async def console() -> str:
         return resources.files("api").joinpath("static", "console.html").read_text("utf-8")
 
+    check_routes(app)
     return app

@@ -62,9 +62,11 @@ def _sha(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+AUDIT_SQL = "INSERT INTO audit_log (actor, action, target, detail) VALUES (%s, %s, %s, %s)"
+
+
 def audit(conn: psycopg.Connection, actor: str, action: str, target: str = "", **detail: Any) -> None:
-    conn.execute("INSERT INTO audit_log (actor, action, target, detail) VALUES (%s, %s, %s, %s)",
-                 (actor, action, target, json.dumps(detail, default=str)))
+    conn.execute(AUDIT_SQL, (actor, action, target, json.dumps(detail, default=str)))
 
 
 def add_user(conn: psycopg.Connection, username: str, password: str, role: str, *, customer: str | None = None,

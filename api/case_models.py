@@ -16,7 +16,9 @@ CaseState = Literal["open", "acknowledged", "on_site", "waiting_customer", "reco
                     "suppressed"]
 Action = Literal["assign", "acknowledge", "comment", "arrive", "wait", "resume", "severity", "resolve", "close",
                  "callback"]
-Who = Field(min_length=1, max_length=200, description="Who does it (user name); recorded on the event")
+Who = Field(None, min_length=1, max_length=200,
+            description="Optional: on whose behalf an integration acts. The logged-in user is recorded; a different "
+                        "name here is recorded beside it")
 
 
 class Clock(BaseModel):
@@ -114,7 +116,7 @@ class CaseDetail(CasePublic):
 
 
 class CaseCreate(BaseModel):
-    by: str = Who
+    by: str | None = Who
     severity: Severity
     title: str = Field(min_length=1, max_length=300)
     description: str = Field("", max_length=20_000)
@@ -147,7 +149,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 class CaseAction(BaseModel):
     """One body for every action; which fields each needs is listed in docs/cases.md."""
 
-    by: str = Who
+    by: str | None = Who
     text: str | None = Field(None, max_length=20_000, description="Comment, reason of a wait or severity change, …")
     assignee: str | None = Field(None, min_length=1, max_length=200)
     email: str | None = Field(None, max_length=300, pattern=r"^[^@\s]+@[^@\s]+$")
@@ -215,7 +217,7 @@ class MaintenanceIn(BaseModel):
     starts_at: datetime
     ends_at: datetime
     reason: str = Field(min_length=1, max_length=2000)
-    by: str = Who
+    by: str | None = Who
 
     @model_validator(mode="after")
     def _order(self) -> MaintenanceIn:

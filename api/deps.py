@@ -4,12 +4,17 @@ sync pool (the case routes, which share the case manager's sync code with the de
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
-from fastapi import Request
+from fastapi import Depends, Request
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from api.access import Scope, access
+
+#: The request's scope (api/access.py): routes that list things limit their queries with it.
+Scoped = Annotated[Scope, Depends(access)]
 
 
 async def db(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -20,21 +25,9 @@ async def db(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
         yield conn
 
 
-def principal(request: Request) -> Any:  # -> api.auth.Principal
-    """Who is asking: a bearer token (Authorization header) or the session cookie; 401 otherwise."""
-    from fastapi import HTTPException
-
-    from api import auth
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(auth.SESSION_COOKIE)
-    if token:
-        pool: ConnectionPool = request.app.state.sync_pool
-        with pool.connection(timeout=5.0) as conn:
-            who = auth.resolve(conn, token)
-        if who is not None:
-            return who
-    raise HTTPException(401, "log in first: POST /api/v1/auth/token, then send Authorization: Bearer <token>",
-                        headers={"WWW-Authenticate": "Bearer"})
+def principal(scope: Annotated[Any, Depends(access)]) -> Any:  # -> api.auth.Principal
+    """Who is asking (api/access.py has authenticated them already)."""
+    return scope.principal
 
 
 def db_sync(request: Request) -> Iterator[psycopg.Connection]:

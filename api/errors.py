@@ -79,8 +79,8 @@ def install(app: FastAPI) -> None:
                             headers={"Retry-After": "5"})
 
 
-def document_422(app: FastAPI) -> None:
-    """A 422 is either FastAPI's validation body (a list of field errors) or ours (one sentence:
+def document_responses(app: FastAPI) -> None:
+    """Auth (401, 403, 404 for another customer's things) on every non-public operation, and a 422 that is either FastAPI's validation body (a list of field errors) or ours (one sentence:
     `Unprocessable`, a value the database cannot hold). Say so in one place, for every operation,
     so that the OpenAPI document describes what the API really sends."""
     from fastapi.openapi.utils import get_openapi
@@ -94,9 +94,22 @@ def document_422(app: FastAPI) -> None:
                                          "properties": {"detail": {"type": "string", "title": "Detail"}}})
         either = {"anyOf": [{"$ref": "#/components/schemas/HTTPValidationError"},
                             {"$ref": "#/components/schemas/ErrorBody"}]}
-        for operations in spec.get("paths", {}).values():
-            for op in operations.values():
+        from api.access import PUBLIC
+        spec["components"].setdefault("securitySchemes", {}).update({
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "A token from POST /api/v1/auth/token, or an API token"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "fleetcare_session",
+                        "description": "The pages' session; changes need the header X-Requested-With: fleetcare"}})
+        denied = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        for path, operations in spec.get("paths", {}).items():
+            for method, op in operations.items():
                 responses = op.setdefault("responses", {})
+                if f"{method.upper()} {path}" not in PUBLIC:
+                    op["security"] = [{"bearer": []}, {"session": []}]
+                    responses.setdefault("401", {"description": "Not logged in, or the token expired", **denied})
+                    responses.setdefault("403", {"description": "The account's role may not do this", **denied})
+                    if "{" in path:
+                        responses.setdefault("404", {"description": "No such thing, or another customer's", **denied})
                 if "422" in responses or op.get("parameters") or op.get("requestBody"):
                     entry = responses.setdefault("422", {"description": "Validation error"})
                     entry["content"] = {"application/json": {"schema": either}}

@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 
 from api.case_models import Part  # one shape for parts, on cases and inspections
 
-Who = Field(min_length=1, max_length=200, description="Who does it (recorded on the event)")
+Who = Field(None, min_length=1, max_length=200,
+            description="Optional: on whose behalf an integration acts. The logged-in user is recorded; a different "
+                        "name here is recorded beside it")
 Warranty = Literal["in_warranty", "expiring", "expired", "unknown"]
 
 
@@ -29,7 +31,7 @@ class ArchiveIn(BaseModel):
     warranty_months: int | None = Field(None, ge=0, le=240, description="null: the contract's")
     warranty_end: date | None = Field(None, description="Set: wins over acceptance + months")
     notes: str = Field("", max_length=5000)
-    by: str = Who
+    by: str | None = Who
 
 
 class ArchivePublic(BaseModel):
@@ -145,7 +147,7 @@ class Finding(BaseModel):
 
 
 class InspectionComplete(BaseModel):
-    by: str = Who
+    by: str | None = Who
     results: list[ItemResult] = Field(description="One result per checklist item")
     readings: dict[str, float | str] = Field(default_factory=dict)
     findings: list[Finding] = Field(default_factory=list)
@@ -155,12 +157,12 @@ class InspectionComplete(BaseModel):
 
 
 class InspectionAssign(BaseModel):
-    by: str = Who
+    by: str | None = Who
     assignee: str = Field(min_length=1, max_length=200)
 
 
 class InspectionReschedule(BaseModel):
-    by: str = Who
+    by: str | None = Who
     due_on: date
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -200,7 +202,7 @@ class ReportEntry(BaseModel):
 
 
 class CallbackResult(BaseModel):
-    by: str = Who
+    by: str | None = Who
     resolved: bool | None = Field(None, description="For a case's callback: is the problem really gone?")
     satisfaction: int = Field(ge=1, le=5)
     comment: str = Field("", max_length=5000)

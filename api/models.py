@@ -125,8 +125,9 @@ class RejectedSummary(BaseModel):
 class DiagnosticCreate(BaseModel):
     action: str = Field(description="status, ping, snmp_get, snmp_walk, poll_now or log_tail")
     args: dict[str, Any] = Field(default_factory=dict, description="The action's arguments (docs/diagnostics.md)")
-    requested_by: str = Field(default="api", min_length=1, max_length=200,
-                              description="Who asks (kept with the request)")
+    requested_by: str | None = Field(default=None, min_length=1, max_length=200,
+                                     description="Optional: on whose behalf an integration asks; the logged-in "
+                                                 "user is recorded")
     ttl_s: int = Field(default=120, ge=10, le=600, description="Seconds the agent may still act on it")
 
 

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from tests.api_support import api_client
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -259,7 +260,7 @@ class Rig:
 
     def assert_agent_clean(self) -> dict:
         """The API's view of the agent: no sequence gaps and nothing dropped from the spool."""
-        with TestClient(create_app(self.db_url)) as client:
+        with api_client(self.db_url) as client:
             resp = client.get("/api/v1/agents")
             assert resp.status_code == 200, resp.text
             agents = resp.json()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from tests.api_support import api_client
 from fastapi.testclient import TestClient
 
 from agent import wire
@@ -52,7 +53,7 @@ def fleet(db_url: str) -> dict[str, int]:
 
 @pytest.fixture
 def client(db_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(db_url)) as c:
+    with api_client(db_url) as c:
         yield c
 
 
@@ -135,6 +136,8 @@ def test_health_and_openapi(client: TestClient) -> None:
 
 def test_database_down_gives_503_not_500() -> None:
     with TestClient(create_app("postgresql://nobody@127.0.0.1:9/none?connect_timeout=1")) as client:
+        assert client.get("/api/v1/devices").status_code == 401  # no token: refused without the database
+        client.headers["Authorization"] = "Bearer any"  # a token needs the database to be checked
         r = client.get("/healthz")
         assert r.status_code == 503 and r.json()["database"] == "unavailable"
         r = client.get("/api/v1/devices")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from tests.api_support import api_client
 from fastapi.testclient import TestClient
 
 from agent import wire
@@ -51,7 +52,7 @@ def fleet(db_url: str) -> dict[str, int]:
 
 @pytest.fixture
 def client(db_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(db_url)) as c:
+    with api_client(db_url) as c:
         yield c
 
 
@@ -95,7 +96,8 @@ def test_case_detail_actions_and_refusals(client: TestClient, fleet: dict[str, i
     assert act("assign").status_code == 422 and "assignee" in act("assign").json()["detail"]
     assert act("severity", severity="P1").status_code == 422  # a reason is needed
     assert act("fly").status_code == 422
-    assert client.post(f"/api/v1/cases/{cid}/comment", json={"text": "who am I?"}).status_code == 422
+    r = client.post(f"/api/v1/cases/{cid}/comment", json={"text": "who am I?"})  # the logged-in user
+    assert r.status_code == 200 and r.json()["events"][-1]["actor"] == client.username
     assert client.post("/api/v1/cases/999999/comment", json={"by": "x", "text": "y"}).status_code == 404
     r = act("severity", severity="P1", text="production line stopped")
     assert r.json()["severity"] == "P1"
@@ -122,7 +124,7 @@ def test_open_a_case_by_hand(client: TestClient, fleet: dict[str, int]) -> None:
     assert r.status_code == 201, r.text
     case = r.json()
     assert (case["source"], case["customer"], case["severity"], case["problem"]) == ("manual", "globex", "P3", "manual")
-    assert case["events"][0]["actor"] == "desk"
+    assert case["events"][0]["actor"] == f"desk via {client.username}"  # for whom, and who
     assert client.post("/api/v1/cases", json=body).status_code == 409  # the same device and problem is open
     r = client.post("/api/v1/cases", json={**body, "device_id": 424242})
     assert r.status_code == 422 and "does not exist" in r.json()["detail"]
@@ -186,7 +188,8 @@ def test_maintenance_windows_and_notifications(client: TestClient, fleet: dict[s
 
 
 def test_database_outage_is_a_503_not_a_500(fleet: dict[str, int]) -> None:
-    with TestClient(create_app("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")) as c:
+    with TestClient(create_app("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"),
+                    headers={"Authorization": "Bearer any"}) as c:
         for method, path, body in (("get", "/api/v1/cases", None),
                                    ("post", "/api/v1/cases/1/comment", {"by": "x", "text": "y"})):
             r = getattr(c, method)(path, json=body) if body else getattr(c, method)(path)

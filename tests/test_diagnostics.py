@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from tests.api_support import api_client
 from fastapi.testclient import TestClient
 
 from agent import wire
@@ -53,7 +54,7 @@ def test_diagnostics_round_trip(tmp_path: Path, processes: Processes, server_con
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     port = listener.getsockname()[1]
-    with TestClient(create_app(server_config.database.url, mqtt=server_config.mqtt)) as client:
+    with api_client(server_config.database.url, mqtt=server_config.mqtt) as client:
         agent = agent_id(server_config.database.url)
         wait_until(lambda: client.get(f"/api/v1/agents/{agent}").json()["state"] == "online", timeout=30,
                    message="agent online")
@@ -93,7 +94,7 @@ def test_api_refuses_what_it_cannot_send(server_config: ServerConfig, db_url: st
         conn.execute("INSERT INTO customers (key, name) VALUES ('acme', 'acme')")
         conn.execute("INSERT INTO sites (customer_id, key, name) SELECT id, 'hq', 'hq' FROM customers")
         unenrolled = conn.execute("INSERT INTO agents (site_id, key) SELECT id, 'plain' FROM sites RETURNING id").fetchone()[0]
-    with TestClient(create_app(db_url, mqtt=server_config.mqtt)) as client:
+    with api_client(db_url, mqtt=server_config.mqtt) as client:
         r = client.post(f"/api/v1/agents/{unenrolled}/diagnostics", json={"action": "rm", "args": {}})
         assert r.status_code == 400 and "unknown action 'rm'" in r.json()["detail"]
         r = client.post(f"/api/v1/agents/{unenrolled}/diagnostics", json={"action": "ping", "args": {"host": "a; rm -rf /"}})

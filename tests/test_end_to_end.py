@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from collector.config import ServerConfig
 from tests.conftest import Broker, Processes, wait_until, write_agent_config
+from tests.api_support import api_client
 
 HOST_KEYS = ("cpu_percent", "load1", "mem_used_percent", "uptime_seconds")
 
@@ -36,7 +37,7 @@ def test_agent_to_api_and_last_will(tmp_path: Path, processes: Processes, server
                               devices=[("sw1", "switch"), ("ups1", "ups")])
     agent = processes.fleetcare("agent", "agent", "--config", str(conf))
 
-    with TestClient(create_app(server_config.database.url)) as client:
+    with api_client(server_config.database.url) as client:
         def all_online() -> list[dict] | None:
             items = devices(client)
             host = [d for d in items if d["kind"] == "host"]
@@ -77,7 +78,7 @@ def test_agent_says_goodbye_on_sigterm(tmp_path: Path, processes: Processes, ser
     conf = write_agent_config(tmp_path / "agent.toml", agent="bye-gw", customer="acme", site="hq",
                               mqtt_url=broker.url, prefix=prefix, host=False, devices=[("ups1", "ups")])
     agent = processes.fleetcare("agent", "agent", "--config", str(conf))
-    with TestClient(create_app(server_config.database.url)) as client:
+    with api_client(server_config.database.url) as client:
         wait_until(lambda: [d for d in devices(client) if d["status"] == "online"], timeout=30,
                    message="device online")
         agent.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ import json
 import time
 
 import pytest
+from tests.api_support import api_client
 from fastapi.testclient import TestClient
 
 from agent import wire
@@ -121,7 +122,7 @@ def test_events_endpoint_lists_newest_first_and_filters_by_kind(db_url: str, sto
         wire.Event("sw1", NOW + 5, "trap", "warning", "Interface went down on ge-0/0/1", {"if_index": "1"}),
         state("sw1", "partial", "table if-mib: timeout", ts=NOW + 10))]))
     device = query(store, "SELECT id FROM devices WHERE key = 'sw1'")[0][0]
-    with TestClient(create_app(db_url)) as client:
+    with api_client(db_url) as client:
         body = client.get(f"/api/v1/devices/{device}/events").json()
         assert [e["kind"] for e in body] == ["state", "trap", "reboot"]
         assert body[1]["text"] == "Interface went down on ge-0/0/1" and body[1]["detail"] == {"if_index": "1"}
@@ -138,7 +139,7 @@ def test_device_with_a_customer_of_its_own_is_listed_under_it(db_url: str, store
     store.write(Batch(births=[birth(wire.DeviceInfo("host", "host", "gw1", {}),
                                     wire.DeviceInfo("fw1", "firewall", "FW1", {"customer": "globex"}),
                                     wire.DeviceInfo("odd", "snmp", "ODD", {"customer": "not a valid id"}))]))
-    with TestClient(create_app(db_url)) as client:
+    with api_client(db_url) as client:
         items = client.get("/api/v1/devices").json()["items"]
         assert {d["key"]: d["customer"] for d in items} == {"host": "acme", "fw1": "globex", "odd": "acme"}
         assert {d["key"]: (d["site"], d["agent"]) for d in items}["fw1"] == ("hq", "gw1")
@@ -151,7 +152,7 @@ def test_device_with_a_customer_of_its_own_is_listed_under_it(db_url: str, store
 
     # the agent stops naming an owner: the device is its agent's customer's again
     store.write(Batch(births=[birth(wire.DeviceInfo("fw1", "firewall", "FW1", {}), boot=2)]))
-    with TestClient(create_app(db_url)) as client:
+    with api_client(db_url) as client:
         items = client.get("/api/v1/devices", params={"customer": "globex"}).json()["items"]
         assert items == []
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from tests.api_support import api_client
 
 from agent import wire
 from alerting import callback_plan
@@ -168,7 +169,7 @@ def test_completing_an_inspection_records_it_opens_cases_and_plans_the_next(flee
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    with TestClient(create_app(fleet.conn.info.dsn, case_manager=mgr)) as client:
+    with api_client(fleet.conn.info.dsn, case_manager=mgr) as client:
         tl = client.get(f"/api/v1/devices/{fleet.dev['ups1']}/timeline").json()
         kinds = [e["kind"] for e in tl]
         assert "inspection" in kinds and "case_opened" in kinds
@@ -219,7 +220,7 @@ def test_archive_falls_back_to_what_the_device_reports_and_drives_warranty(fleet
 
     from api.app import create_app
     sw1 = fleet.dev["sw1"]
-    with TestClient(create_app(fleet.conn.info.dsn)) as client:
+    with api_client(fleet.conn.info.dsn) as client:
         a = client.get(f"/api/v1/devices/{sw1}/archive").json()
         assert a["firmware"] == "1.0" and a["accepted_on"] == "2026-01-15" and a["warranty_end"] == "2027-01-15"
         assert a["covered"] is True and a["recorded"] == {}
@@ -231,7 +232,7 @@ def test_archive_falls_back_to_what_the_device_reports_and_drives_warranty(fleet
         assert a["serial"] == "219801A1" and a["warranty_end"] == "2028-03-01" and a["warranty"] == "in_warranty"
         assert client.put(f"/api/v1/devices/{sw1}/archive", json={"warranty_months": -1, "by": "x"}).status_code == 422
         ev = client.get(f"/api/v1/devices/{sw1}/timeline", params={"kind": "archive_changed"}).json()
-        assert ev[0]["by"] == "zhang.san" and "serial" in ev[0]["text"]
+        assert ev[0]["by"] == f"zhang.san via {client.username}" and "serial" in ev[0]["text"]
         # the UPS's warranty (contract: accepted 2026-01-15 + 12 months) ends within 90 days of now?
         exp = client.get("/api/v1/warranties/expiring", params={"days": 3650, "include_expired": True}).json()
         assert {e["device"] for e in exp} == {"ups1", "sw1", "srv1", "ac1"}
@@ -310,6 +311,6 @@ def test_timeline_filters_by_kind_before_the_limit(fleet: Fleet) -> None:
                        "'old visit')", (ups,))
     fleet.conn.execute("INSERT INTO device_events (time, device_id, kind, text) SELECT '2026-06-01'::timestamptz "
                        "+ g * interval '1 minute', %s, 'state', 'noise' FROM generate_series(1, 30) g", (ups,))
-    with TestClient(create_app(fleet.conn.info.dsn)) as client:
+    with api_client(fleet.conn.info.dsn) as client:
         got = client.get(f"/api/v1/devices/{ups}/timeline", params={"kind": "inspection", "limit": 5}).json()
         assert [e["text"] for e in got] == ["old visit"]

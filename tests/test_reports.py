@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from tests.api_support import api_client
 
 from agent import wire
 from api.reports import data as report_data
@@ -153,7 +154,7 @@ def test_reports_api_keeps_an_ended_month_unchanged(month: dict[str, Any], tmp_p
 
     from api.app import create_app
     cid = month["customer"]
-    with TestClient(create_app(month["db_url"])) as client:
+    with api_client(month["db_url"]) as client:
         customers = client.get("/api/v1/customers").json()
         assert [(c["key"], c["devices"], c["report_language"]) for c in customers] == [("acme", 2, "zh-CN")]
         r = client.get(f"/api/v1/customers/{cid}/reports/2026-10.html")

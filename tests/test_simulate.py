@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from tests.api_support import api_client
 
 from agent.wire import metric_base
 from fleetcare import simulate as sim
@@ -206,7 +207,7 @@ def test_alarms_on_the_simulated_fleet_through_the_pipeline_and_api(broker, pref
         stop.set()
         for t in threads:
             t.join(30)
-    with TestClient(create_app(db_url)) as client:
+    with api_client(db_url) as client:
         devices = {d["key"]: d for d in client.get("/api/v1/devices").json()["items"]}
         slow = [f for f in p.faults if f.visible - f.onset > 3600]
         assert slow

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from collector.config import ServerConfig
 from tests.conftest import Broker, Processes, wait_until, write_agent_config
+from tests.api_support import api_client
 from tests.snmp_services import SnmpdAgent, free_udp_port, send_trap
 from tests.test_end_to_end import collector_env, devices
 
@@ -61,7 +62,7 @@ def test_snmp_devices_states_and_traps_through_collector_and_api(
     def logs() -> str:
         return f"collector log:\n{processes.log('collector')}\nagent log:\n{processes.log('agent')}"
 
-    with TestClient(create_app(server_config.database.url)) as client:
+    with api_client(server_config.database.url) as client:
         def settled() -> dict[str, dict] | None:
             by_key = {d["key"]: d for d in devices(client)}
             if set(by_key) != {"snmp-v2c", "snmp-v3", "snmp-badkey"}:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import db
+from api.deps import Scoped, db
 from api.errors import NotFound
 from api.models import AlarmDetail, AlarmList, AlarmSeverity, AlarmState, ErrorBody
 from api.timeparams import time_range
@@ -43,6 +43,7 @@ WHERE (%(device)s::int IS NULL OR al.device_id = %(device)s)
 @router.get("", response_model=AlarmList, summary="Alarms open at any moment of a time range, newest first")
 async def list_alarms(
     conn: Conn,
+    scope: Scoped,
     device_id: Annotated[int | None, Query(description="Only this device's alarms")] = None,
     customer: Annotated[str | None, Query(description="Customer key")] = None,
     site: Annotated[str | None, Query(description="Site key")] = None,
@@ -58,12 +59,13 @@ async def list_alarms(
     start_t, end_t = time_range(start, end or str(time.time() + 86_400), timedelta(days=91))
     params = {"device": device_id, "customer": customer, "site": site, "state": state, "severity": severity,
               "detector": detector, "start": start_t, "end": end_t, "limit": limit, "offset": offset}
+    where = _FILTER + f"  AND {scope.where('c.id')}\n"
     total = await (await conn.execute(
         "SELECT count(*) AS n FROM alarms al JOIN agents a ON a.id = al.agent_id JOIN sites s ON s.id = a.site_id "
         "LEFT JOIN devices d ON d.id = al.device_id JOIN customers c ON c.id = coalesce(d.customer_id, s.customer_id)"
-        + _FILTER, params)).fetchone()
+        + where, params)).fetchone()
     rows = await (await conn.execute(
-        _SELECT + _FILTER + " ORDER BY al.opened_at DESC, al.id DESC LIMIT %(limit)s OFFSET %(offset)s",
+        _SELECT + where + " ORDER BY al.opened_at DESC, al.id DESC LIMIT %(limit)s OFFSET %(offset)s",
         params)).fetchall()
     return {"items": rows, "total": total["n"] if total else 0, "limit": limit, "offset": offset}
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from psycopg.rows import dict_row
 
 from alerting.case_evidence import warranty_state
-from api.deps import db_sync
+from api.deps import Scoped, db_sync
 from api.errors import NotFound
 from api.maintenance_models import ArchiveIn, ArchivePublic, ExpiringWarranty, TimelineEntry
 from api.models import ErrorBody
@@ -52,23 +52,25 @@ _FIELDS = ("brand", "model", "serial", "location", "firmware", "installed_on", "
 
 @router.put("/api/v1/devices/{device_id}/archive", response_model=ArchivePublic, responses=_NOT_FOUND,
             summary="Record a device's archive; every change is an event of its timeline")
-def put_archive(conn: Conn, device_id: int, body: ArchiveIn) -> dict[str, Any]:
+def put_archive(conn: Conn, scope: Scoped, device_id: int, body: ArchiveIn) -> dict[str, Any]:
     before = _archive(conn, device_id)["recorded"]
+    by = scope.actor_for(body.by)
     values = body.model_dump(include=set(_FIELDS))
     with conn.transaction():
         conn.execute(
             "INSERT INTO device_archive (device_id, " + ", ".join(_FIELDS) + ", updated_by) VALUES (%s, "
             + ", ".join(["%s"] * len(_FIELDS)) + ", %s) ON CONFLICT (device_id) DO UPDATE SET "
             + ", ".join(f"{f} = EXCLUDED.{f}" for f in _FIELDS) + ", updated_by = EXCLUDED.updated_by, updated_at = now()",
-            (device_id, *values.values(), body.by))
+            (device_id, *values.values(), by))
         changed = {k: {"old": before.get(k), "new": v if not isinstance(v, date) else v.isoformat()}
                    for k, v in values.items()
                    if str(before.get(k) if before.get(k) is not None else "") != str(v if v is not None else "")}
         if changed:
             conn.execute("INSERT INTO device_events (device_id, kind, severity, text, detail) "
                          "VALUES (%s, 'archive_changed', 'info', %s, %s)",
-                         (device_id, f"archive updated by {body.by}: {', '.join(changed)}",
-                          json.dumps({"by": body.by, "changed": changed})))
+                         (device_id, f"archive updated by {by}: {', '.join(changed)}",
+                          json.dumps({"by": by, "changed": changed})))
+            scope.audit(conn, "archive.update", f"device {device_id}", changed=sorted(changed))
     return _archive(conn, device_id)
 
 
@@ -114,7 +116,7 @@ def timeline(conn: Conn, device_id: int,
 
 @router.get("/api/v1/warranties/expiring", response_model=list[ExpiringWarranty],
             summary="Devices whose warranty ends within N days (soonest first), for the sales follow-up")
-def expiring(conn: Conn, days: Annotated[int, Query(ge=0, le=3650)] = 90,
+def expiring(conn: Conn, scope: Scoped, days: Annotated[int, Query(ge=0, le=3650)] = 90,
              customer: Annotated[str | None, Query(description="Customer key")] = None,
              include_expired: Annotated[bool, Query(description="Also those already ended")] = False,
              ) -> list[dict[str, Any]]:
@@ -126,5 +128,6 @@ def expiring(conn: Conn, days: Annotated[int, Query(ge=0, le=3650)] = 90,
         "JOIN sites s ON s.id = v.site_id WHERE v.warranty_end IS NOT NULL "
         "AND v.warranty_end <= (now() AT TIME ZONE 'UTC')::date + %(days)s "
         "AND (%(expired)s OR v.warranty_end >= (now() AT TIME ZONE 'UTC')::date) "
-        "AND (%(c)s::text IS NULL OR c.key = %(c)s) ORDER BY v.warranty_end, d.name",
+        f"AND (%(c)s::text IS NULL OR c.key = %(c)s) AND {scope.where('v.customer_id')} "
+        "ORDER BY v.warranty_end, d.name",
         {"days": days, "expired": include_expired, "c": customer}).fetchall()

@@ -16,7 +16,7 @@ from alerting.inspections import Inspections
 from alerting.policies import PolicyError
 from alerting.sla import parse_budgets
 from api.case_models import ContractIn, ContractPublic
-from api.deps import db_sync
+from api.deps import Scoped, db_sync
 from api.errors import Conflict, NotFound, Unprocessable
 from api.models import ErrorBody
 
@@ -41,6 +41,11 @@ def _check(mgr: CaseManager, planner: Inspections, body: ContractIn) -> None:
         parse_budgets(body.sla_overrides, "sla_overrides", policy.budgets)
     except (PolicyError, ValueError) as exc:
         raise Unprocessable(str(exc)) from None
+
+
+def _in_scope(scope: Scoped, body: ContractIn) -> None:
+    if not scope.sees(body.customer_id):
+        raise Unprocessable("customer_id: no such customer")
 
 
 def _write(conn: psycopg.Connection, sql: str, params: tuple) -> int:
@@ -77,10 +82,11 @@ def _params(body: ContractIn) -> tuple:
 
 
 @router.get("", response_model=list[ContractPublic], summary="Contracts, optionally of one customer")
-def list_contracts(conn: Conn, customer: Annotated[str | None, Query(description="Customer key")] = None,
+def list_contracts(conn: Conn, scope: Scoped, customer: Annotated[str | None, Query(description="Customer key")] = None,
                    ) -> list[dict[str, Any]]:
     return conn.cursor(row_factory=dict_row).execute(
-        _SELECT + " WHERE (%(c)s::text IS NULL OR c.key = %(c)s) ORDER BY c.key, k.key", {"c": customer}).fetchall()
+        _SELECT + f" WHERE (%(c)s::text IS NULL OR c.key = %(c)s) AND {scope.where('k.customer_id')} "
+        "ORDER BY c.key, k.key", {"c": customer}).fetchall()
 
 
 @router.get("/{contract_id}", response_model=ContractPublic, summary="One contract", responses=_ERRORS)
@@ -89,17 +95,21 @@ def get_contract(conn: Conn, contract_id: int) -> dict[str, Any]:
 
 
 @router.post("", response_model=ContractPublic, status_code=201, summary="Create a contract", responses=_ERRORS)
-def create_contract(conn: Conn, request: Request, body: ContractIn) -> dict[str, Any]:
+def create_contract(conn: Conn, request: Request, scope: Scoped, body: ContractIn) -> dict[str, Any]:
+    _in_scope(scope, body)
     _check(request.app.state.cases, request.app.state.inspections, body)
     cid = _write(conn, f"INSERT INTO contracts ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
                        "RETURNING id", _params(body))
+    scope.audit(conn, "contract.create", f"contract {cid}", key=body.key, customer_id=body.customer_id)
     return _one(conn, cid)
 
 
 @router.put("/{contract_id}", response_model=ContractPublic, summary="Replace a contract; cases already open "
             "keep the hours they opened with", responses=_ERRORS)
-def update_contract(conn: Conn, request: Request, contract_id: int, body: ContractIn) -> dict[str, Any]:
+def update_contract(conn: Conn, request: Request, scope: Scoped, contract_id: int, body: ContractIn) -> dict[str, Any]:
+    _in_scope(scope, body)
     _check(request.app.state.cases, request.app.state.inspections, body)
     _write(conn, f"UPDATE contracts SET {', '.join(c + ' = %s' for c in _COLUMNS)}, updated_at = now() "
                  "WHERE id = %s RETURNING id", _params(body) + (contract_id,))
+    scope.audit(conn, "contract.update", f"contract {contract_id}", key=body.key, customer_id=body.customer_id)
     return _one(conn, contract_id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from psycopg.rows import dict_row
 
-from api.deps import db_sync
+from api.deps import Scoped, db_sync
 from api.errors import BadRequest, NotFound
 from api.maintenance_models import CustomerPublic, ReportEntry
 from api.models import ErrorBody
@@ -27,7 +27,7 @@ _REPORT = {404: {"model": ErrorBody, "description": "No such customer"},
 
 
 @router.get("", response_model=list[CustomerPublic], summary="Customers with their sites, devices and contract")
-def list_customers(conn: Conn) -> list[dict[str, Any]]:
+def list_customers(conn: Conn, scope: Scoped) -> list[dict[str, Any]]:
     return conn.cursor(row_factory=dict_row).execute(
         "SELECT c.id, c.key, c.name, c.address, "
         "  (SELECT count(*) FROM sites s WHERE s.customer_id = c.id) AS sites, "
@@ -35,7 +35,8 @@ def list_customers(conn: Conn) -> list[dict[str, Any]]:
         "  k.id AS contract_id, k.report_language, "
         "  (SELECT count(*) FROM cases x WHERE x.customer_id = c.id AND x.state NOT IN ('closed', 'suppressed')) "
         "    AS open_cases "
-        "FROM customers c LEFT JOIN contracts k ON k.customer_id = c.id AND k.active ORDER BY c.key").fetchall()
+        "FROM customers c LEFT JOIN contracts k ON k.customer_id = c.id AND k.active "
+        f"WHERE {scope.where('c.id')} ORDER BY c.key").fetchall()
 
 
 def _customer(conn: psycopg.Connection, customer_id: int) -> dict[str, Any]:

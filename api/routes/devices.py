@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import db
+from api.deps import Scoped, db
 from api.errors import BadRequest, NotFound
 from api.models import DeviceHealth, DeviceList, DevicePublic, DeviceStatus, ErrorBody, EventPublic, SeriesPoint, SeriesPublic
 from api.timeparams import parse_step, time_range
@@ -46,6 +46,7 @@ _NOT_FOUND = {404: {"model": ErrorBody, "description": "No such device"}}
 @router.get("", response_model=DeviceList, summary="List devices with their live status")
 async def list_devices(
     conn: Conn,
+    scope: Scoped,
     customer: Annotated[str | None, Query(description="Customer key")] = None,
     site: Annotated[str | None, Query(description="Site key")] = None,
     status: Annotated[DeviceStatus | None, Query()] = None,
@@ -57,13 +58,14 @@ async def list_devices(
 ) -> dict[str, Any]:
     params = {"customer": customer, "site": site, "status": status, "kind": kind, "health_below": health_below,
               "limit": limit, "offset": offset}
+    where = _FILTER + f"  AND {scope.where('c.id')}\n"
     total = await (await conn.execute(
         "SELECT count(*) AS n FROM devices d JOIN agents a ON a.id = d.agent_id "
         "JOIN sites s ON s.id = a.site_id JOIN customers c ON c.id = coalesce(d.customer_id, s.customer_id)"
-        + _FILTER,
+        + where,
         params)).fetchone()
     rows = await (await conn.execute(
-        _SELECT + _FILTER + " ORDER BY c.key, s.key, d.name, d.id LIMIT %(limit)s OFFSET %(offset)s",
+        _SELECT + where + " ORDER BY c.key, s.key, d.name, d.id LIMIT %(limit)s OFFSET %(offset)s",
         params)).fetchall()
     return {"items": rows, "total": total["n"] if total else 0, "limit": limit, "offset": offset}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 import uuid
@@ -14,7 +15,8 @@ from psycopg.types.json import Jsonb
 
 from agent import wire
 from api.commands import BrokerUnavailable
-from api.deps import db
+from api import auth
+from api.deps import Scoped, db
 from api.errors import BadRequest, NotFound
 from api.models import DiagnosticCreate, DiagnosticPublic, ErrorBody
 
@@ -37,7 +39,8 @@ class NotEnrolled(Exception):
                         409: {"model": ErrorBody, "description": "The agent is not enrolled for diagnostics"},
                         503: {"model": ErrorBody, "description": "The broker cannot take the command"}},
              summary="Ask a site agent to run a diagnostic (ping, SNMP get/walk, poll now, status, log tail)")
-async def request_diagnostic(conn: Conn, request: Request, agent_id: int, body: DiagnosticCreate) -> dict[str, Any]:
+async def request_diagnostic(conn: Conn, request: Request, scope: Scoped, agent_id: int,
+                             body: DiagnosticCreate) -> dict[str, Any]:
     try:
         wire.check_diagnostic(body.action, body.args)
     except ValueError as exc:
@@ -63,8 +66,11 @@ async def request_diagnostic(conn: Conn, request: Request, agent_id: int, body: 
     await conn.execute(
         "INSERT INTO diagnostics (request_id, agent_id, action, args, requested_by, expires_at) "
         "VALUES (%s, %s, %s, %s, %s, %s)",
-        (request_id, agent_id, body.action, Jsonb(body.args), body.requested_by,
+        (request_id, agent_id, body.action, Jsonb(body.args), scope.actor_for(body.requested_by),
          datetime.fromtimestamp(expires, timezone.utc)))
+    await conn.execute(auth.AUDIT_SQL, (scope.actor, "diagnostic.request", f"agent {agent_id}",
+                                        json.dumps({"request_id": request_id, "action": body.action,
+                                                    "args": body.args}, default=str)))
     try:
         await commander.publish(wire.topic(request.app.state.topic_prefix, origin, wire.CMD), payload)
     except BrokerUnavailable:

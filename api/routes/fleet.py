@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import db
+from api.deps import Scoped, db
 from api.errors import NotFound
 from api.models import AgentPublic, ErrorBody, MetricInfoPublic, RejectedSummary, SitePublic
 
@@ -27,18 +27,19 @@ FROM agents a JOIN sites s ON s.id = a.site_id JOIN customers c ON c.id = s.cust
 
 
 @router.get("/sites", response_model=list[SitePublic], summary="Sites, optionally of one customer")
-async def list_sites(conn: Conn, customer: Annotated[str | None, Query()] = None) -> list[dict[str, Any]]:
+async def list_sites(conn: Conn, scope: Scoped, customer: Annotated[str | None, Query()] = None) -> list[dict[str, Any]]:
     return await (await conn.execute(
         "SELECT s.id, s.key, s.name, c.key AS customer, "
         "  (SELECT count(*) FROM devices d JOIN agents a ON a.id = d.agent_id WHERE a.site_id = s.id) AS devices "
         "FROM sites s JOIN customers c ON c.id = s.customer_id "
-        "WHERE (%(c)s::text IS NULL OR c.key = %(c)s) ORDER BY c.key, s.key", {"c": customer})).fetchall()
+        f"WHERE (%(c)s::text IS NULL OR c.key = %(c)s) AND {scope.where('c.id')} ORDER BY c.key, s.key",
+        {"c": customer})).fetchall()
 
 
 @router.get("/agents", response_model=list[AgentPublic], summary="Site agents, their state and counters")
-async def list_agents(conn: Conn, customer: Annotated[str | None, Query()] = None) -> list[dict[str, Any]]:
+async def list_agents(conn: Conn, scope: Scoped, customer: Annotated[str | None, Query()] = None) -> list[dict[str, Any]]:
     return await (await conn.execute(
-        _AGENTS + " WHERE (%(c)s::text IS NULL OR c.key = %(c)s) ORDER BY c.key, s.key, a.key",
+        _AGENTS + f" WHERE (%(c)s::text IS NULL OR c.key = %(c)s) AND {scope.where('c.id')} ORDER BY c.key, s.key, a.key",
         {"c": customer})).fetchall()
 
 

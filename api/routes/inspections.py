@@ -13,7 +13,8 @@ from psycopg.rows import dict_row
 from alerting.inspections import ChecklistMismatch, InspectionRefused, routes
 from alerting.case_actions import ActionRefused
 from alerting.case_evidence import warranty_state
-from api.deps import db_sync
+from api.access import Scope
+from api.deps import Scoped, db_sync
 from api.errors import Conflict, NotFound, Unprocessable
 from api.maintenance_models import (InspectionAssign, InspectionComplete, InspectionDetail, InspectionPublic,
                                     InspectionReschedule, RouteSite)
@@ -49,10 +50,10 @@ def _finish(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _query(conn: psycopg.Connection, state: str | None, customer: str | None, site: str | None,
+def _query(conn: psycopg.Connection, scope: Scope, state: str | None, customer: str | None, site: str | None,
            device_id: int | None, due_before: date | None, overdue: bool, limit: int) -> list[dict[str, Any]]:
     rows = conn.cursor(row_factory=dict_row).execute(
-        _SELECT + _FILTER + " ORDER BY i.due_on, c.key, s.key, d.name LIMIT %(limit)s",
+        _SELECT + _FILTER + f"  AND {scope.where('i.customer_id')}\n" + " ORDER BY i.due_on, c.key, s.key, d.name LIMIT %(limit)s",
         {"state": state, "customer": customer, "site": site, "device_id": device_id, "due_before": due_before,
          "overdue": overdue, "limit": limit}).fetchall()
     return [_finish(r) for r in rows]
@@ -63,22 +64,22 @@ State = Annotated[Literal["planned", "done", "cancelled"] | None, Query()]
 
 @router.get("", response_model=list[InspectionPublic],
             summary="Inspections, soonest due first, each with the reason for its date")
-def list_inspections(conn: Conn, state: State = "planned",
+def list_inspections(conn: Conn, scope: Scoped, state: State = "planned",
                      customer: Annotated[str | None, Query(description="Customer key")] = None,
                      site: Annotated[str | None, Query(description="Site key")] = None,
                      device_id: Annotated[int | None, Query()] = None,
                      due_before: Annotated[date | None, Query(description="Due on or before this date")] = None,
                      overdue: Annotated[bool, Query(description="Only those past due")] = False,
                      limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[dict[str, Any]]:
-    return _query(conn, state, customer, site, device_id, due_before, overdue, limit)
+    return _query(conn, scope, state, customer, site, device_id, due_before, overdue, limit)
 
 
 @router.get("/routes", response_model=list[RouteSite],
             summary="Planned inspections due by a date, grouped by site: one visit covers every device there")
-def list_routes(conn: Conn, due_before: Annotated[date | None, Query(description="Default: 31 days ahead")] = None,
+def list_routes(conn: Conn, scope: Scoped, due_before: Annotated[date | None, Query(description="Default: 31 days ahead")] = None,
                 customer: Annotated[str | None, Query(description="Customer key")] = None) -> list[dict[str, Any]]:
     until = due_before or date.fromordinal(datetime.now(UTC).date().toordinal() + 31)
-    return routes(_query(conn, "planned", customer, None, None, until, False, 5000))
+    return routes(_query(conn, scope, "planned", customer, None, None, until, False, 5000))
 
 
 def _detail(conn: psycopg.Connection, request: Request, inspection_id: int,
@@ -113,10 +114,12 @@ def get_inspection(conn: Conn, request: Request, inspection_id: int,
     return _detail(conn, request, inspection_id, lang)
 
 
-def _act(conn: psycopg.Connection, fn: Any) -> None:
+def _act(conn: psycopg.Connection, fn: Any, scope: Scope, action: str, inspection_id: int, **detail: Any) -> None:
+    """Do `fn` and write its audit line in one transaction, mapping refusals to HTTP answers."""
     try:
         with conn.transaction():
             fn()
+            scope.audit(conn, f"inspection.{action}", f"inspection {inspection_id}", **detail)
     except LookupError as exc:
         raise NotFound(str(exc)) from None
     except ChecklistMismatch as exc:
@@ -130,27 +133,32 @@ def _act(conn: psycopg.Connection, fn: Any) -> None:
 @router.post("/{inspection_id}/complete", response_model=InspectionDetail, responses=_ERRORS,
              summary="Record the visit: checklist results, readings, findings (may open cases), parts; "
                      "the next inspection is planned from it")
-def complete(conn: Conn, request: Request, inspection_id: int, body: InspectionComplete) -> dict[str, Any]:
+def complete(conn: Conn, request: Request, scope: Scoped, inspection_id: int, body: InspectionComplete) -> dict[str, Any]:
     at = body.at or datetime.now(UTC)
     if at.tzinfo is None:
         raise Unprocessable("at needs a time zone (e.g. 2026-11-02T15:00:00Z)")
     _act(conn, lambda: request.app.state.inspections.complete(
-        conn, inspection_id, body.by, results=[r.model_dump() for r in body.results], readings=body.readings,
+        conn, inspection_id, scope.actor_for(body.by), results=[r.model_dump() for r in body.results], readings=body.readings,
         findings=[f.model_dump() for f in body.findings], parts_replaced=[p.model_dump() for p in body.parts_replaced],
-        notes=body.notes, at=at, cases=request.app.state.cases))
+        notes=body.notes, at=at, cases=request.app.state.cases), scope, "complete", inspection_id,
+         findings=len(body.findings))
     return _detail(conn, request, inspection_id)
 
 
 @router.post("/{inspection_id}/assign", response_model=InspectionDetail, responses=_ERRORS,
              summary="Assign the engineer who goes")
-def assign(conn: Conn, request: Request, inspection_id: int, body: InspectionAssign) -> dict[str, Any]:
-    _act(conn, lambda: request.app.state.inspections.assign(conn, inspection_id, body.assignee, body.by))
+def assign(conn: Conn, request: Request, scope: Scoped, inspection_id: int, body: InspectionAssign) -> dict[str, Any]:
+    _act(conn, lambda: request.app.state.inspections.assign(conn, inspection_id, body.assignee,
+                                                            scope.actor_for(body.by)),
+         scope, "assign", inspection_id, assignee=body.assignee)
     return _detail(conn, request, inspection_id)
 
 
 @router.post("/{inspection_id}/reschedule", response_model=InspectionDetail, responses=_ERRORS,
              summary="Book another date, up to the latest the contract allows")
-def reschedule(conn: Conn, request: Request, inspection_id: int, body: InspectionReschedule) -> dict[str, Any]:
-    _act(conn, lambda: request.app.state.inspections.reschedule(conn, inspection_id, body.due_on, body.by,
-                                                                body.reason))
+def reschedule(conn: Conn, request: Request, scope: Scoped, inspection_id: int,
+               body: InspectionReschedule) -> dict[str, Any]:
+    _act(conn, lambda: request.app.state.inspections.reschedule(conn, inspection_id, body.due_on,
+                                                                scope.actor_for(body.by), body.reason),
+         scope, "reschedule", inspection_id, due_on=body.due_on)
     return _detail(conn, request, inspection_id)

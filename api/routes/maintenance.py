@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from psycopg.rows import dict_row
 
 from api.case_models import MaintenanceIn, MaintenancePublic
-from api.deps import db_sync
+from api.deps import Scoped, db_sync
 from api.errors import NotFound, Unprocessable
 from api.models import ErrorBody
 
@@ -23,11 +23,12 @@ _SELECT = "SELECT w.*, c.key AS customer FROM maintenance_windows w JOIN custome
 
 
 @router.get("", response_model=list[MaintenancePublic], summary="Maintenance windows, current and future by default")
-def list_windows(conn: Conn, customer: Annotated[str | None, Query(description="Customer key")] = None,
+def list_windows(conn: Conn, scope: Scoped, customer: Annotated[str | None, Query(description="Customer key")] = None,
                  past: Annotated[bool, Query(description="Include windows that have ended")] = False,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
     return conn.cursor(row_factory=dict_row).execute(
-        _SELECT + " WHERE (%(c)s::text IS NULL OR c.key = %(c)s) AND (%(past)s OR w.ends_at > %(now)s) "
+        _SELECT + f" WHERE (%(c)s::text IS NULL OR c.key = %(c)s) AND (%(past)s OR w.ends_at > %(now)s) "
+        f"AND {scope.where('w.customer_id')} "
         "ORDER BY w.starts_at LIMIT %(limit)s",
         {"c": customer, "past": past, "now": datetime.now(UTC), "limit": limit}).fetchall()
 
@@ -35,9 +36,10 @@ def list_windows(conn: Conn, customer: Annotated[str | None, Query(description="
 @router.post("", response_model=MaintenancePublic, status_code=201, summary="Plan a maintenance window",
              responses={422: {"model": ErrorBody, "description": "Unknown customer, site or device, or one that "
                                                                  "does not belong to the customer"}})
-def create_window(conn: Conn, body: MaintenanceIn) -> dict[str, Any]:
+def create_window(conn: Conn, scope: Scoped, body: MaintenanceIn) -> dict[str, Any]:
     with conn.transaction():
-        if conn.execute("SELECT 1 FROM customers WHERE id = %s", (body.customer_id,)).fetchone() is None:
+        if not scope.sees(body.customer_id) or conn.execute(
+                "SELECT 1 FROM customers WHERE id = %s", (body.customer_id,)).fetchone() is None:
             raise Unprocessable(f"customer_id {body.customer_id}: no such customer")
         if body.site_id is not None and conn.execute("SELECT 1 FROM sites WHERE id = %s AND customer_id = %s",
                                                      (body.site_id, body.customer_id)).fetchone() is None:
@@ -51,13 +53,17 @@ def create_window(conn: Conn, body: MaintenanceIn) -> dict[str, Any]:
         wid = conn.execute("INSERT INTO maintenance_windows (customer_id, site_id, device_id, starts_at, ends_at, "
                            "reason, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
                            (body.customer_id, body.site_id, body.device_id, body.starts_at, body.ends_at, body.reason,
-                            body.by)).fetchone()[0]
+                            scope.actor_for(body.by))).fetchone()[0]
+        scope.audit(conn, "maintenance_window.create", f"window {wid}", customer_id=body.customer_id,
+                    site_id=body.site_id, device_id=body.device_id)
     return conn.cursor(row_factory=dict_row).execute(_SELECT + " WHERE w.id = %s", (wid,)).fetchone()
 
 
 @router.delete("/{window_id}", status_code=204, summary="Cancel a maintenance window",
                responses={404: {"model": ErrorBody, "description": "No such window"}})
-def delete_window(conn: Conn, window_id: int) -> Response:
-    if conn.execute("DELETE FROM maintenance_windows WHERE id = %s RETURNING id", (window_id,)).fetchone() is None:
-        raise NotFound(f"maintenance window {window_id}")
+def delete_window(conn: Conn, scope: Scoped, window_id: int) -> Response:
+    with conn.transaction():
+        if conn.execute("DELETE FROM maintenance_windows WHERE id = %s RETURNING id", (window_id,)).fetchone() is None:
+            raise NotFound(f"maintenance window {window_id}")
+        scope.audit(conn, "maintenance_window.delete", f"window {window_id}")
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from psycopg.rows import dict_row
 
 from api.case_models import NotificationList, NotificationPublic
-from api.deps import db_sync
+from api.deps import Scoped, db_sync
 from api.errors import Conflict, NotFound
 from api.models import ErrorBody
 
@@ -37,13 +37,15 @@ def list_notifications(conn: Conn, state: Annotated[Literal["pending", "sent", "
 @router.post("/{notification_id}/retry", response_model=NotificationPublic, summary="Send a failed one again",
              responses={404: {"model": ErrorBody, "description": "No such notification"},
                         409: {"model": ErrorBody, "description": "It was sent already"}})
-def retry(conn: Conn, notification_id: int) -> dict[str, Any]:
+def retry(conn: Conn, scope: Scoped, notification_id: int) -> dict[str, Any]:
     cur = conn.cursor(row_factory=dict_row)
     row = cur.execute("SELECT state FROM notifications WHERE id = %s", (notification_id,)).fetchone()
     if row is None:
         raise NotFound(f"notification {notification_id}")
     if row["state"] == "sent":
         raise Conflict(f"notification {notification_id} was sent already")
-    cur.execute("UPDATE notifications SET state = 'pending', attempts = 0, next_attempt_at = now() WHERE id = %s",
-                (notification_id,))
+    with conn.transaction():
+        cur.execute("UPDATE notifications SET state = 'pending', attempts = 0, next_attempt_at = now() WHERE id = %s",
+                    (notification_id,))
+        scope.audit(conn, "notification.retry", f"notification {notification_id}")
     return cur.execute(_COLUMNS + " WHERE id = %s", (notification_id,)).fetchone()
