@@ -54,6 +54,7 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "cases", lambda db: {"*": _sql("007_cases.sql")}),
     Migration(8, "maintenance", lambda db: {"*": _sql("008_maintenance.sql")}),
     Migration(9, "auth", lambda db: {"*": _sql("009_auth.sql")}),
+    Migration(10, "console", lambda db: {"*": _sql("010_console.sql")}),
 ]
 
 LATEST = MIGRATIONS[-1].version
