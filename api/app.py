@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from agent.runner import agent_version
@@ -20,6 +19,8 @@ from api.commands import Commander
 from api.routes import (alarms, archive, auth as auth_routes, callbacks, cases, contracts, customers, devices, diagnostics, fleet,
                         maintenance, notifications)
 from api.routes import inspections as inspections_routes
+from api.routes import stream
+from api.web import handlers as web
 from collector.config import MqttSection
 
 
@@ -81,6 +82,7 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
     app.include_router(inspections_routes.router)
     app.include_router(customers.router)
     app.include_router(auth_routes.router)
+    app.include_router(stream.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"],
              responses={503: {"model": Health, "description": "The database is unreachable"}})
@@ -96,9 +98,8 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
                 "version": agent_version()}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def console() -> str:
-        return resources.files("api").joinpath("static", "console.html").read_text("utf-8")
+    # the engineers' console, the customer portal, the login form and /static (api/web/)
+    web.install(app)
 
     check_routes(app)
     return app
