@@ -20,8 +20,13 @@ from fleetcare.embedded import free_port
 from tests.conftest import ROOT, wait_until
 
 
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as resp:
+_TOKEN: dict[str, str] = {}
+
+
+def _get(url: str, token: str | None = None) -> dict:
+    """GET as the demo's admin (its token from credentials.json), or with `token`."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token or _TOKEN['admin']}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())
 
 
@@ -36,8 +41,14 @@ def test_demo_starts_everything_and_stops_everything(tmp_path: Path) -> None:
     try:
         started = time.monotonic()
 
+        creds_file = tmp_path / "data" / "credentials.json"
+
         def fleet_online() -> list[dict] | None:
             try:
+                if "admin" not in _TOKEN:
+                    if not creds_file.exists():
+                        return None
+                    _TOKEN["admin"] = json.loads(creds_file.read_text())["token"]
                 items = _get(f"http://127.0.0.1:{port}/api/v1/devices")["items"]
             except OSError:
                 return None
@@ -77,7 +88,8 @@ def test_demo_starts_everything_and_stops_everything(tmp_path: Path) -> None:
         agent = next(a for a in _get(f"http://127.0.0.1:{port}/api/v1/agents") if a["key"] == "demo-host")
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/agents/{agent['id']}/diagnostics",
                                          data=json.dumps({"action": "status"}).encode(), method="POST",
-                                         headers={"content-type": "application/json"})
+                                         headers={"content-type": "application/json",
+                                                  "Authorization": f"Bearer {_TOKEN['admin']}"})
         with urllib.request.urlopen(request, timeout=10) as resp:
             request_id = json.loads(resp.read())["request_id"]
         result = wait_until(lambda: (r := _get(f"http://127.0.0.1:{port}/api/v1/agents/{agent['id']}"
@@ -95,8 +107,10 @@ def test_demo_starts_everything_and_stops_everything(tmp_path: Path) -> None:
         customers = _get(f"http://127.0.0.1:{port}/api/v1/customers")
         assert {c["key"] for c in customers} >= {"acme", "globex"}
         for c in customers:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/customers/{c['id']}/reports/{last}.html"
-                                        f"?lang={c['report_language']}", timeout=60) as resp:
+            report = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/customers/{c['id']}/reports/{last}.html"
+                                            f"?lang={c['report_language']}",
+                                            headers={"Authorization": f"Bearer {_TOKEN['admin']}"})
+            with urllib.request.urlopen(report, timeout=60) as resp:
                 assert resp.status == 200 and resp.headers["X-Fleetcare-Report"] == "stored"
                 assert c["name"] in resp.read().decode()
         planned = _get(f"http://127.0.0.1:{port}/api/v1/inspections")
@@ -114,7 +128,11 @@ def test_demo_starts_everything_and_stops_everything(tmp_path: Path) -> None:
         portal = creds["customers"][0]
         form = urllib.parse.urlencode({"username": portal["username"], "password": portal["password"]}).encode()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/auth/token", data=form, timeout=10) as resp:
-            assert json.loads(resp.read())["token_type"] == "bearer"
+            login = json.loads(resp.read())
+            assert login["token_type"] == "bearer"
+        # a customer's login sees that customer's devices only
+        theirs = _get(f"http://127.0.0.1:{port}/api/v1/devices?limit=1000", login["access_token"])["items"]
+        assert theirs and {d["customer"] for d in theirs} == {portal["customer"]}
         assert creds["password"] in banner
     finally:
         proc.send_signal(signal.SIGINT)
