@@ -50,9 +50,14 @@ def build_fleet(db_url: str, history_s: int = 3 * 3600) -> dict[str, Any]:
     site = conn.execute("SELECT s.id FROM sites s JOIN devices d ON true JOIN agents a ON a.id = d.agent_id "
                         "AND a.site_id = s.id WHERE d.id = %s", (ids["sw1"],)).fetchone()[0]
     today = datetime.now(UTC).date()
+    # a contract covers acme's devices: planning (the detection worker's) keeps their inspections
+    contract = conn.execute("INSERT INTO contracts (customer_id, key, name, accepted_on) "
+                            "VALUES (%s, 'acme-1', 'Acme service', %s) RETURNING id",
+                            (customers["acme"], today - timedelta(days=200))).fetchone()[0]
     inspection = conn.execute(
-        "INSERT INTO inspections (customer_id, site_id, device_id, state, due_on, latest_on, reason, checklist) "
-        "VALUES (%s, %s, %s, 'planned', %s, %s, 'quarterly cadence (test)', 'network') RETURNING id",
-        (customers["acme"], site, ids["sw1"], today - timedelta(days=2), today + timedelta(days=20))).fetchone()[0]
+        "INSERT INTO inspections (customer_id, site_id, device_id, contract_id, state, due_on, latest_on, reason, "
+        "checklist) VALUES (%s, %s, %s, %s, 'planned', %s, %s, 'quarterly cadence (test)', 'network') RETURNING id",
+        (customers["acme"], site, ids["sw1"], contract, today - timedelta(days=2),
+         today + timedelta(days=20))).fetchone()[0]
     conn.close()
     return {"devices": ids, "customers": customers, "cases": cases, "inspection": inspection}
