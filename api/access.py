@@ -62,6 +62,7 @@ CUSTOMER_WRITES: dict[str, dict[str, frozenset[str]] | None] = {
     "POST /api/v1/callbacks/{callback_id}": None,
     "POST /api/v1/auth/api-tokens": None,
     "DELETE /api/v1/auth/api-tokens/{token_id}": None,
+    "POST /logout": None,
 }
 
 #: Routes a customer user may not read: the remote diagnostics of the service team.

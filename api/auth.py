@@ -163,12 +163,16 @@ def revoke_token(conn: psycopg.Connection, token_id: int, by: str) -> bool:
 def resolve(conn: psycopg.Connection, token: str) -> Principal | None:
     """The principal of a live token (not revoked, not expired, its user enabled), else None."""
     row = conn.execute(
-        "UPDATE api_tokens t SET last_used_at = now() FROM users u WHERE t.token_sha256 = %s AND u.id = t.user_id "
-        "AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now()) AND NOT u.disabled "
-        "RETURNING u.id, u.username, u.role, u.customer_id, u.customers", (_sha(token),)).fetchone()
+        "SELECT u.id, u.username, u.role, u.customer_id, u.customers, t.id, "
+        "  t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute' "
+        "FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = %s "
+        "AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now()) AND NOT u.disabled",
+        (_sha(token),)).fetchone()
     if row is None:
         return None
-    uid, username, role, own, assigned = row
+    uid, username, role, own, assigned, token_id, stale = row
+    if stale:  # to the minute: a read-only request should not cost a write every time
+        conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s", (token_id,))
     if role == "admin":
         scope = None
     elif role == "customer":
@@ -178,7 +182,7 @@ def resolve(conn: psycopg.Connection, token: str) -> Principal | None:
     return Principal(uid, username, role, scope)
 
 
-class LoginLimiter:
+class LoginLimiter:  # one per process: LOGINS below
     """At most `limit` failed logins per user name and client address in `window_s`; further tries are
     refused (429) until the window has passed. In memory, per API process."""
 
@@ -209,3 +213,7 @@ class LoginLimiter:
     def succeeded(self, username: str, client: str) -> None:
         with self._lock:
             self._failures.pop((username, client), None)
+
+
+#: The one login limiter of this process, shared by the API's token route and the login page.
+LOGINS = LoginLimiter()

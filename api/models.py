@@ -22,6 +22,13 @@ class LatestValue(BaseModel):
     unit: str = ""
 
 
+class OpenCase(BaseModel):
+    id: int
+    severity: str
+    state: str
+    title: str
+
+
 class DevicePublic(BaseModel):
     id: int
     key: str = Field(description="The device's id within its agent (``host`` for the agent's own host)")
@@ -42,6 +49,7 @@ class DevicePublic(BaseModel):
     health: float | None = Field(None, description="Health score 0–100 (None until first computed); "
                                                    "see /devices/{id}/health for why")
     open_alarms: int = Field(0, description="Active alarms on the device")
+    open_case: OpenCase | None = Field(None, description="The most severe case still being worked on the device")
 
 
 class EventPublic(BaseModel):

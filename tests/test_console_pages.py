@@ -250,9 +250,9 @@ def test_device_stream_is_scoped_to_the_customer(db_url: str, fleet: dict[str, A
     assert app_client.get("/api/v1/stream/devices?max_seconds=1").status_code == 401
 
 
-@pytest.mark.xfail(reason="api/access.py does not list POST /logout among CUSTOMER_WRITES (or PUBLIC) yet: a "
-                          "customer's logout is refused with 403 until it does", strict=False)
-def test_a_customer_can_log_out(db_url: str, app_client: TestClient) -> None:
+def test_a_customer_can_log_out(db_url: str, fleet: dict[str, Any], app_client: TestClient) -> None:
     cust, pw, _ = make_user(db_url, "customer", customer="acme")
-    login(app_client, cust, pw)
+    assert login(app_client, cust, pw).status_code == 303
+    assert app_client.get("/portal", headers=HTML).status_code == 200
     assert app_client.post("/logout", headers={"X-Requested-With": "fleetcare"}).status_code == 204
+    assert app_client.get("/portal", headers=HTML).status_code == 303  # the session is gone: to the login

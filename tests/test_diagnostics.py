@@ -63,7 +63,7 @@ def test_diagnostics_round_trip(tmp_path: Path, processes: Processes, server_con
         r = client.post(f"/api/v1/agents/{agent}/diagnostics", json={"action": "status", "requested_by": "eng-li"})
         assert r.status_code == 202, r.text
         sent = r.json()
-        assert sent["status"] == "sent" and sent["requested_by"] == "eng-li"
+        assert sent["status"] == "sent" and sent["requested_by"] == f"eng-li via {client.username}"
         done = wait_until(lambda: finished(client, agent, sent["request_id"]), timeout=20, message="status result")
         assert done["status"] == "done", done
         assert done["result"]["counters"]["seq"] >= 1

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 Conn = Annotated[psycopg.Connection, Depends(db_sync)]
 Who = Annotated[auth.Principal, Depends(principal)]
-_LIMITER = auth.LoginLimiter()
+_LIMITER = auth.LOGINS
 
 
 class Token(BaseModel):

@@ -31,7 +31,7 @@ from api.web import i18n
 router = APIRouter(include_in_schema=False)
 
 #: Failed logins on this form, per user name and client (the JSON login keeps its own count).
-LIMITER = auth.LoginLimiter()
+LIMITER = auth.LOGINS
 LANG_COOKIE_DAYS = 365
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
