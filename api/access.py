@@ -7,7 +7,8 @@ api/app.py, so a route cannot be added without it. `access` does three things:
 2. **Checks the role against the route**: customers read, and may write only what `CUSTOMER_WRITES`
    lists (a comment on their case, their answer to a callback); `STAFF_ONLY` routes are for admins and
    engineers; `UNSCOPED_ONLY` routes show data that belongs to no single customer (malformed MQTT
-   messages, the delivery log) and need a principal who sees every customer. 403 otherwise.
+   messages, the delivery log) and need a principal who sees every customer; `ADMIN_ONLY` ones (the
+   audit log) need an admin. 403 otherwise.
 3. **Scopes by path parameter**: each path parameter that names a thing (`device_id`, `case_id`, …)
    has its owner query in `OWNERS`; a thing of a customer outside the principal's scope answers 404,
    exactly as a thing that does not exist, so ids of other customers' things cannot be probed.
@@ -76,6 +77,9 @@ UNSCOPED_ONLY = frozenset({
     "GET /api/v1/ingest/rejected",
     "GET /api/v1/notifications",
 })
+
+#: Routes for admins only: the audit log names every customer's things and every user.
+ADMIN_ONLY = frozenset({"GET /api/v1/audit"})
 
 #: Routes anyone may call: the login itself, liveness, the API's own documents, the login page.
 PUBLIC = frozenset({
@@ -196,6 +200,8 @@ def access(request: Request) -> Scope:
 def _authorise(scope: Scope, key: str, path_params: dict[str, Any]) -> None:
     assert scope.principal is not None
     role = scope.principal.role
+    if key in ADMIN_ONLY and role != "admin":
+        raise HTTPException(403, "for admins only")
     if key in UNSCOPED_ONLY and scope.customers is not None:
         raise HTTPException(403, "this shows data of every customer; your account sees only some")
     if role != "customer":

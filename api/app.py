@@ -19,7 +19,7 @@ from api.commands import Commander
 from api.routes import (alarms, archive, auth as auth_routes, callbacks, cases, contracts, customers, devices, diagnostics, fleet,
                         maintenance, notifications)
 from api.routes import inspections as inspections_routes
-from api.routes import stream
+from api.routes import audit, stream
 from api.web import handlers as web
 from collector.config import MqttSection
 
@@ -83,6 +83,7 @@ def create_app(database_url: str, *, pool_max: int = 10, mqtt: MqttSection | Non
     app.include_router(customers.router)
     app.include_router(auth_routes.router)
     app.include_router(stream.router)
+    app.include_router(audit.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"],
              responses={503: {"model": Health, "description": "The database is unreachable"}})

@@ -210,3 +210,16 @@ def test_what_people_do_is_in_the_audit_log(app_client: TestClient, world: dict[
                             (username,)).fetchall()
     assert [(r[1], r[2]) for r in rows] == [("case.acknowledge", f"case {case}"), ("case.comment", f"case {case}")]
     assert json.loads(json.dumps(rows[1][3]))["text"] == "on it"
+
+
+def test_admins_read_the_audit_log_and_nobody_else(app_client: TestClient, world: dict[str, Any]) -> None:
+    username, _, token = make_user(world["db_url"], "engineer")
+    case = world["cases"]["acme"]
+    app_client.post(f"/api/v1/cases/{case}/comment", json={"text": "looked"}, headers=bearer(token))
+    admin = bearer(world["admin_token"])
+    log = app_client.get("/api/v1/audit", params={"actor": username}, headers=admin).json()
+    assert log["total"] == 1 and log["items"][0]["action"] == "case.comment"
+    assert log["items"][0]["target"] == f"case {case}" and log["items"][0]["detail"]["text"] == "looked"
+    assert app_client.get("/api/v1/audit", params={"action": "case."}, headers=admin).json()["total"] >= 1
+    assert app_client.get("/api/v1/audit", params={"action": "user."}, headers=admin).json()["total"] >= 2
+    assert app_client.get("/api/v1/audit", headers=bearer(token)).status_code == 403
