@@ -10,7 +10,23 @@ from typing import Any
 import psycopg
 from fastapi.testclient import TestClient
 
+from agent import wire
 from api import auth
+from collector.store import Batch
+
+
+def layout_batch(layout: list[tuple[str, str, str, list[tuple[str, str]]]], now: float, interval_s: float = 10.0,
+                 cpu: float = 5.0) -> Batch:
+    """Births of (customer, site, agent, [(device, kind)]) with one cpu_percent reading per device at `now`."""
+    batch = Batch()
+    for customer, site, agent, devs in layout:
+        origin = wire.Origin(customer, site, agent)
+        batch.births.append(wire.Birth(origin, 1, "0.1", interval_s, {}, [wire.DeviceInfo(k, kind, k.upper(), {})
+                                                                            for k, kind in devs],
+                                       [wire.MetricInfo("cpu_percent", "%", "gauge", "CPU")]))
+        batch.telemetry.append(wire.Telemetry(origin, 1, 1, [wire.Point(k, now, {"cpu_percent": cpu})
+                                                             for k, _ in devs]))
+    return batch
 
 
 def make_user(db_url: str, role: str = "admin", *, customer: str | None = None,

@@ -173,14 +173,20 @@ def prefix() -> str:
     return f"fctest-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def server_config(db_url: str, broker: Broker, prefix: str) -> ServerConfig:
+def config_for(db_url: str, broker_url: str, prefix: str) -> ServerConfig:
+    """A server configuration on this database and broker, under a topic prefix of its own."""
     cfg = ServerConfig()
     cfg.database.url = db_url
-    cfg.mqtt.url = broker.url
+    cfg.mqtt.url = broker_url
     cfg.mqtt.topic_prefix = prefix
     cfg.mqtt.client_id = f"collector-{prefix}"
     cfg.mqtt.share_group = f"g-{prefix}"
+    return cfg
+
+
+@pytest.fixture
+def server_config(db_url: str, broker: Broker, prefix: str) -> ServerConfig:
+    cfg = config_for(db_url, broker.url, prefix)
     cfg.mqtt.session_expiry_s = 300
     cfg.collector.batch_ms = 50
     return cfg

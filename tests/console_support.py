@@ -13,7 +13,8 @@ from agent import wire
 from alerting import case_actions
 from alerting.cases import CaseManager
 from collector.migrate import backend_of
-from collector.store import Batch, Store
+from collector.store import Store
+from tests.api_support import layout_batch
 
 LAYOUT = [("acme", "hq", "gw1", [("sw1", "switch"), ("ups1", "ups")]),
           ("globex", "dc", "gw3", [("ups2", "ups")])]
@@ -26,14 +27,7 @@ def build_fleet(db_url: str, history_s: int = 3 * 3600) -> dict[str, Any]:
     store = Store(conn, backend_of(conn))
     conn.commit()
     now = time.time()
-    batch = Batch()
-    for customer, site, agent, devs in LAYOUT:
-        origin = wire.Origin(customer, site, agent)
-        batch.births.append(wire.Birth(origin, 1, "0.1", 60.0, {}, [wire.DeviceInfo(k, kind, k.upper(), {})
-                                                                      for k, kind in devs],
-                                       [wire.MetricInfo("cpu_percent", "%", "gauge", "CPU")]))
-        batch.telemetry.append(wire.Telemetry(origin, 1, 1, [wire.Point(k, now, {"cpu_percent": 5.0})
-                                                             for k, _ in devs]))
+    batch = layout_batch(LAYOUT, now, interval_s=60.0)
     hq = wire.Origin("acme", "hq", "gw1")
     batch.telemetry.append(wire.Telemetry(hq, 1, 2, [
         wire.Point("sw1", now - history_s + i * 60, {"cpu_percent": 20.0 + (i % 30)}) for i in range(history_s // 60)]))

@@ -24,9 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 import pytest
 from tests.api_support import api_client
-from fastapi.testclient import TestClient
 
-from api.app import create_app
 from collector.migrate import migrate
 from fleetcare import embedded
 from tests.conftest import Processes, wait_until, write_agent_config

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from tests.api_support import api_client
+from tests.api_support import api_client, layout_batch
 from fastapi.testclient import TestClient
 
 from agent import wire
 from api.app import create_app
 from collector import maintenance
 from collector.migrate import POSTGRES, backend_of
-from collector.store import Batch, Store
+from collector.store import Store
 
 
 @pytest.fixture
@@ -28,14 +28,7 @@ def fleet(db_url: str) -> dict[str, int]:
     layout = [("acme", "hq", "gw1", [("sw1", "switch"), ("ups1", "ups")]),
               ("acme", "plant", "gw2", [("sw2", "switch")]),
               ("globex", "dc", "gw3", [("ups2", "ups"), ("sw3", "switch")])]
-    batch = Batch()
-    for customer, site, agent, devs in layout:
-        origin = wire.Origin(customer, site, agent)
-        batch.births.append(wire.Birth(origin, 1, "0.1", 10.0, {}, [wire.DeviceInfo(k, kind, k.upper(), {})
-                                                                      for k, kind in devs],
-                                       [wire.MetricInfo("cpu_percent", "%", "gauge", "CPU")]))
-        batch.telemetry.append(wire.Telemetry(origin, 1, 1, [wire.Point(k, now, {"cpu_percent": 5.0})
-                                                             for k, _ in devs]))
+    batch = layout_batch(layout, now)
     hq = wire.Origin("acme", "hq", "gw1")
     start = (now // 3600) * 3600 - 3 * 86_400  # three days of history for the rollup path
     batch.telemetry.append(wire.Telemetry(hq, 1, 2, [wire.Point("sw1", start + i * 60, {"cpu_percent": float(i % 60)})

@@ -12,7 +12,6 @@ import importlib.util
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from collector.config import ServerConfig
 from collector.registry import enrol
 from fleetcare.embedded import free_port
 from tests.api_support import make_user
-from tests.conftest import Broker, Processes, _scratch_database, wait_until
+from tests.conftest import Broker, Processes, _scratch_database, config_for, wait_until
 from tests.console_support import build_fleet
 from tests.test_diagnostics import ORIGIN, agent_with_secret
 from tests.test_end_to_end import collector_env
@@ -76,12 +74,7 @@ def system(pg_admin_url: str, template_db: str, broker: Broker, shots: Path,
     work = tmp_path_factory.mktemp("browser")
     prefix = f"fcbrowser-{uuid.uuid4().hex[:8]}"
     with _scratch_database(pg_admin_url, "fc_b", template_db) as db_url:
-        cfg = ServerConfig()
-        cfg.database.url = db_url
-        cfg.mqtt.url = broker.url
-        cfg.mqtt.topic_prefix = prefix
-        cfg.mqtt.client_id = f"collector-{prefix}"
-        cfg.mqtt.share_group = f"g-{prefix}"
+        cfg = config_for(db_url, broker.url, prefix)
         fleet = build_fleet(db_url)
         with psycopg.connect(db_url) as conn:
             secret = enrol(conn, ORIGIN)

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from agent import wire
 from agent.config import AgentConfig
 from agent.diagnostics import Diagnostics, masked
-from api.app import create_app
 from collector.config import ServerConfig
 from collector.registry import enrol
 from tests.conftest import Broker, Processes, wait_until, write_agent_config

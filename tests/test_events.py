@@ -10,10 +10,8 @@ import time
 
 import pytest
 from tests.api_support import api_client
-from fastapi.testclient import TestClient
 
 from agent import wire
-from api.app import create_app
 from collector import maintenance
 from collector.store import Batch, Store
 

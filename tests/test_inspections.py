@@ -166,9 +166,6 @@ def test_completing_an_inspection_records_it_opens_cases_and_plans_the_next(flee
     # the next one is planned from the visit: a quarter later
     assert fleet.planned()["ups1"][0] == date(2027, 2, 3)
     # and the archive's timeline has both the inspection and the case
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
     with api_client(fleet.conn.info.dsn, case_manager=mgr) as client:
         tl = client.get(f"/api/v1/devices/{fleet.dev['ups1']}/timeline").json()
         kinds = [e["kind"] for e in tl]
@@ -216,9 +213,6 @@ def test_scheduled_callbacks_follow_the_plan_once(fleet: Fleet) -> None:
 
 
 def test_archive_falls_back_to_what_the_device_reports_and_drives_warranty(fleet: Fleet) -> None:
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
     sw1 = fleet.dev["sw1"]
     with api_client(fleet.conn.info.dsn) as client:
         a = client.get(f"/api/v1/devices/{sw1}/archive").json()
@@ -303,9 +297,6 @@ def test_a_booked_date_stays_and_an_uncovered_device_is_not_inspected(fleet: Fle
 
 
 def test_timeline_filters_by_kind_before_the_limit(fleet: Fleet) -> None:
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
     ups = fleet.dev["ups1"]
     fleet.conn.execute("INSERT INTO device_events (time, device_id, kind, text) VALUES ('2026-01-01', %s, 'inspection', "
                        "'old visit')", (ups,))

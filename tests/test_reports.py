@@ -150,9 +150,6 @@ def test_english_and_chinese_reports_in_html_and_pdf(month: dict[str, Any], tmp_
 
 
 def test_reports_api_keeps_an_ended_month_unchanged(month: dict[str, Any], tmp_path: Path) -> None:
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
     cid = month["customer"]
     with api_client(month["db_url"]) as client:
         customers = client.get("/api/v1/customers").json()

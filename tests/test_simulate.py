@@ -181,11 +181,8 @@ def test_alarms_on_the_simulated_fleet_through_the_pipeline_and_api(broker, pref
     import threading
     import time
 
-    from fastapi.testclient import TestClient
-
     from alerting.cases import CaseManager
     from alerting.worker import DetectionWorker
-    from api.app import create_app
     from collector.ingest import Collector
 
     p = sim.plan(sim.Params(devices=6, days=3, seed=3, interval=300.0, start=float(int(time.time() - 3 * sim.DAY)),

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from collector.config import ServerConfig
 from tests.conftest import Broker, Processes, wait_until, write_agent_config
 from tests.api_support import api_client
