@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 from fastapi import HTTPException, Request
+from pydantic import TypeAdapter, ValidationError
 from psycopg_pool import ConnectionPool
 
 from api import auth
@@ -179,22 +180,32 @@ def access(request: Request) -> Scope:
         _authorise(scope, key, request.path_params)
         for name, value in request.path_params.items():
             owner_sql = OWNERS.get(name)
-            if owner_sql is None:
+            if owner_sql is None or scope.customers is None:
                 continue
-            try:
-                ident = int(value)
-            except (TypeError, ValueError):
-                continue  # the route's own validation answers 422
-            if scope.customers is None or not -2**63 <= ident < 2**63:
-                continue
-            try:
-                row = conn.execute(owner_sql, (ident,)).fetchone()
-            except psycopg.errors.NumericValueOutOfRange:  # beyond an int4 id column: nothing owns it
-                row = None
+            ident = _id(name, value)
+            row = None
+            if -2**63 <= ident < 2**63:
+                try:
+                    row = conn.execute(owner_sql, (ident,)).fetchone()
+                except psycopg.errors.NumericValueOutOfRange:  # beyond an int4 id column: nothing owns it
+                    row = None
             if row is not None and not scope.sees(row[0]):
                 raise HTTPException(404, f"{name.removesuffix('_id')} {ident} not found")
     request.state.scope = scope
     return scope
+
+
+_ID = TypeAdapter(int)
+
+
+def _id(name: str, value: Any) -> int:
+    """The id the route will receive, parsed by the same rules FastAPI applies to an `int` path
+    parameter ("4", "4.0" and "4.00" are all 4): checking a differently parsed value would let the
+    route act on an id that was never checked. Fails closed: a value the check cannot read is refused."""
+    try:
+        return _ID.validate_python(value)
+    except ValidationError:
+        raise HTTPException(422, f"{name}: {str(value)[:40]!r} is not an id") from None
 
 
 def _authorise(scope: Scope, key: str, path_params: dict[str, Any]) -> None:
