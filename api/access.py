@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from psycopg_pool import ConnectionPool
 
@@ -98,6 +99,7 @@ class Scope:
     """The principal of a request and what it limits queries to (`principal` None: a public route)."""
 
     principal: auth.Principal | None
+    token_sha256: str | None = None  # of the token that authenticated the request (streams re-check it)
 
     @property
     def customers(self) -> list[int] | None:
@@ -176,7 +178,7 @@ def access(request: Request) -> Scope:
                 and request.headers.get(CSRF_HEADER, "").lower() != CSRF_VALUE:
             raise HTTPException(403, f"a change made with the session cookie needs the header "
                                      f"'X-Requested-With: {CSRF_VALUE}'")
-        scope = Scope(who)
+        scope = Scope(who, auth.digest(token))
         _authorise(scope, key, request.path_params)
         for name, value in request.path_params.items():
             owner_sql = OWNERS.get(name)
@@ -204,8 +206,8 @@ def _id(name: str, value: Any) -> int:
     route act on an id that was never checked. Fails closed: a value the check cannot read is refused."""
     try:
         return _ID.validate_python(value)
-    except ValidationError:
-        raise HTTPException(422, f"{name}: {str(value)[:40]!r} is not an id") from None
+    except ValidationError as exc:  # the same answer as the route's own validation would give
+        raise RequestValidationError([{**e, "loc": ("path", name)} for e in exc.errors()]) from None
 
 
 def _authorise(scope: Scope, key: str, path_params: dict[str, Any]) -> None:

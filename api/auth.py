@@ -16,7 +16,7 @@ import json
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +60,14 @@ def hash_password(password: str) -> str:
 
 def _sha(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+digest = _sha
+
+#: Whether the token of a digest still holds (not revoked, not expired, its user enabled): what a
+#: long-lived response (the live stream) asks again while it runs.
+TOKEN_ALIVE_SQL = ("SELECT 1 FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = %s "
+                   "AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now()) AND NOT u.disabled")
 
 
 AUDIT_SQL = "INSERT INTO audit_log (actor, action, target, detail) VALUES (%s, %s, %s, %s)"
@@ -183,20 +191,36 @@ def resolve(conn: psycopg.Connection, token: str) -> Principal | None:
 
 
 class LoginLimiter:  # one per process: LOGINS below
-    """At most `limit` failed logins per user name and client address in `window_s`; further tries are
-    refused (429) until the window has passed. In memory, per API process."""
+    """At most `limit` tries per user name and client address in `window_s`, of which the successful
+    ones are forgotten; further tries are refused (429) until the window has passed. In memory, per
+    API process.
+
+    A try is counted when it begins (`attempt`), before the slow password check, so that parallel
+    guesses cannot all pass the check before any is counted; a login that succeeds clears its count.
+    Keys whose tries have all left the window are dropped, so names that anyone may try cost no
+    memory for longer than the window."""
+
+    SWEEP_ABOVE = 10_000
 
     def __init__(self, limit: int = 5, window_s: float = 300.0) -> None:
         self.limit = limit
         self.window_s = window_s
-        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._tries: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
 
     def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        q = self._failures[key]
+        q = self._tries.get(key)
+        if q is None:
+            return deque()
         while q and now - q[0] > self.window_s:
             q.popleft()
+        if not q:
+            del self._tries[key]
         return q
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, q in self._tries.items() if not q or now - q[-1] > self.window_s]:
+            del self._tries[key]
 
     def retry_after(self, username: str, client: str, now: float | None = None) -> float:
         """Seconds until the next try is allowed (0: now)."""
@@ -205,14 +229,22 @@ class LoginLimiter:  # one per process: LOGINS below
             q = self._recent((username, client), now)
             return 0.0 if len(q) < self.limit else self.window_s - (now - q[0])
 
-    def failed(self, username: str, client: str, now: float | None = None) -> None:
+    def attempt(self, username: str, client: str, now: float | None = None) -> float:
+        """Begin a try: 0 when it may go ahead (and it is counted), else the seconds to wait."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            self._recent((username, client), now).append(now)
+            q = self._recent((username, client), now)
+            if len(q) >= self.limit:
+                return self.window_s - (now - q[0])
+            if len(self._tries) >= self.SWEEP_ABOVE:
+                self._sweep(now)
+            q.append(now)
+            self._tries[(username, client)] = q
+            return 0.0
 
     def succeeded(self, username: str, client: str) -> None:
         with self._lock:
-            self._failures.pop((username, client), None)
+            self._tries.pop((username, client), None)
 
 
 #: The one login limiter of this process, shared by the API's token route and the login page.

@@ -79,8 +79,8 @@ def test_token_endpoint_limits_failures_and_api_tokens_revoke(conn: psycopg.Conn
 
 def test_login_limiter_forgets_after_the_window() -> None:
     lim = auth.LoginLimiter(limit=2, window_s=60)
-    lim.failed("u", "c", now=0)
-    lim.failed("u", "c", now=1)
+    assert lim.attempt("u", "c", now=0) == 0 and lim.attempt("u", "c", now=1) == 0
+    assert lim.attempt("u", "c", now=1.5) == pytest.approx(58.5)  # refused, and not counted
     assert lim.retry_after("u", "c", now=2) == pytest.approx(58)
     assert lim.retry_after("u", "other", now=2) == 0
     assert lim.retry_after("u", "c", now=61.5) == 0

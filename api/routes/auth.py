@@ -57,14 +57,13 @@ class ApiTokenNew(ApiTokenPublic):
 def token(conn: Conn, request: Request, username: Annotated[str, Form(max_length=100)],
           password: Annotated[str, Form(max_length=1000)]) -> Any:
     client = request.client.host if request.client else "?"
-    wait = _LIMITER.retry_after(username, client)
+    wait = _LIMITER.attempt(username, client)
     if wait > 0:
         return JSONResponse({"detail": "too many failed logins; try again later"}, status_code=429,
                             headers={"Retry-After": str(int(wait) + 1)})
     with conn.transaction():
         uid = auth.check_password(conn, username, password)
         if uid is None:
-            _LIMITER.failed(username, client)
             auth.audit(conn, username, "login.failed", client)
             return JSONResponse({"detail": "wrong user name or password"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})

@@ -27,8 +27,10 @@ from fastapi.responses import StreamingResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from api import auth
 from api.access import Scope
 from api.deps import Scoped
+from api.errors import Unprocessable
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,10 @@ _SIGNATURE = ("status", "status_detail", "last_seen", "health", "open_alarms", "
 def _parse_ids(ids: str | None) -> list[int] | None:
     if not ids:
         return None
-    return [int(i) for i in ids.split(",") if i]
+    out = [int(i) for i in ids.split(",") if i]
+    if any(i >= 2**31 for i in out):  # device ids are int4: refuse before the stream starts, not during it
+        raise Unprocessable("ids: a device id is below 2147483648")
+    return out
 
 
 def _sse(event: str, data: Any) -> str:
@@ -78,12 +83,17 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+class SessionEnded(Exception):
+    """The token the stream was opened with was revoked, expired or its user disabled."""
+
+
 class DevicePoller:
     """Reads what changed since the previous poll for one stream; remembers what it sent so that a
     row found twice (its transaction was still running at the previous poll) is sent once."""
 
     def __init__(self, pool: AsyncConnectionPool, scope: Scope, ids: list[int] | None) -> None:
         self.pool = pool
+        self.token_sha256 = scope.token_sha256
         self.sql = _ROW.format(scope=scope.where("coalesce(d.customer_id, s.customer_id)"))
         self.ids = ids
         self.xmin: str | None = None
@@ -93,6 +103,11 @@ class DevicePoller:
         """The rows to send now: every watched row the first time, then the changed ones."""
         async with self.pool.connection(timeout=5.0) as conn:
             conn.row_factory = dict_row
+            # the stream outlives the request's check in api/access.py: a logout, a revoked token or a
+            # disabled user ends it at the next poll
+            if self.token_sha256 is not None and await (await conn.execute(
+                    auth.TOKEN_ALIVE_SQL, (self.token_sha256,))).fetchone() is None:
+                raise SessionEnded
             # taken before the query: anything not yet visible to it is at or above this xmin
             snap = await (await conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x")).fetchone()
             params: dict[str, Any] = {"ids": self.ids, "xmin": self.xmin}
@@ -148,6 +163,9 @@ async def _events(request: Request, poller: DevicePoller, max_seconds: int) -> A
             if down:
                 down = False
                 yield _sse("available", {"at": datetime.now(UTC)})
+        except SessionEnded:
+            yield _sse("bye", {"reason": "logged_out"})
+            return
         except (psycopg.OperationalError, PoolTimeout) as exc:
             rows = []
             if not down:

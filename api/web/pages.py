@@ -113,7 +113,10 @@ def login(request: Request, username: Annotated[str, Form(max_length=100)],
     client = request.client.host if request.client else "?"
     lang, _ = i18n.choose(request)
     t = i18n.Translator(lang)
-    wait = LIMITER.retry_after(username, client)
+    if not _same_site(request):
+        # login CSRF: another site's form would log the browser into an account of its choosing
+        return render(request, "error.html.j2", None, status=403, kind="forbidden")
+    wait = LIMITER.attempt(username, client)
     if wait > 0:
         page = render(request, "login.html.j2", None, status=429, next=safe_next(next) or "", username=username,
                       error=t("login.limited", seconds=int(wait) + 1))
@@ -123,7 +126,6 @@ def login(request: Request, username: Annotated[str, Form(max_length=100)],
     with pool.connection(timeout=5.0) as conn, conn.transaction():
         uid = auth.check_password(conn, username, password)
         if uid is None:
-            LIMITER.failed(username, client)
             auth.audit(conn, username, "login.failed", client, via="page")
             return render(request, "login.html.j2", None, status=401, next=safe_next(next) or "",
                           username=username, error=t("login.wrong"))
@@ -155,6 +157,27 @@ def logout(request: Request, scope: Scoped) -> Response:
     response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="lax",
                            secure=request.url.scheme == "https")
     return response
+
+
+def _same_site(request: Request) -> bool:
+    """Whether a form post comes from our own pages: the browser's Sec-Fetch-Site, else its Origin
+    (or Referer) against this request's own origin. A client that sends neither (a script) passes."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source or source == "null":
+        return source is None
+    parts = urlsplit(source)
+    return f"{parts.scheme}://{parts.netloc}" == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _exists(request: Request, sql: str, ident: int) -> bool:
+    if not -2**63 <= ident < 2**63:
+        return False
+    pool: ConnectionPool = request.app.state.sync_pool
+    with pool.connection(timeout=5.0) as conn:
+        return conn.execute(sql, (ident,)).fetchone() is not None
 
 
 def login_redirect(request: Request) -> RedirectResponse:
@@ -190,6 +213,9 @@ def case_queue(request: Request, scope: Scoped) -> Response:
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(request: Request, scope: Scoped, case_id: int) -> Response:
+    # a missing case looks like another customer's (404), so that ids cannot be probed
+    if not _exists(request, "SELECT 1 FROM cases WHERE id = %s", case_id):
+        return render(request, "error.html.j2", scope, status=404, kind="not_found")
     return render(request, "case.html.j2", scope, case_id=case_id, page={"name": "case", "case_id": case_id})
 
 
@@ -200,6 +226,8 @@ def inspections_page(request: Request, scope: Scoped) -> Response:
 
 @router.get("/inspections/{inspection_id}", response_class=HTMLResponse)
 def inspection_page(request: Request, scope: Scoped, inspection_id: int) -> Response:
+    if not _exists(request, "SELECT 1 FROM inspections WHERE id = %s", inspection_id):
+        return render(request, "error.html.j2", scope, status=404, kind="not_found")
     return render(request, "inspection.html.j2", scope, inspection_id=inspection_id,
                   page={"name": "inspection", "inspection_id": inspection_id})
 
