@@ -4,16 +4,19 @@ read as a logged-in admin and as a customer through the real app (in-process ASG
     python bench/console.py [--devices 10000] [--rounds 30]
 
 Measured in the same run, as ratios to `GET /healthz` (the app's floor: routing, one `SELECT 1`):
-a page of the fleet table (first and last page), a filtered page, one device, and the live stream's
-snapshot of a page of devices. `auth_overhead` is an admin's `GET /api/v1/metrics` over an
+a page of the fleet table (first and last page), a filtered page, one device, the live stream's
+snapshot of a page of devices, and one of its polls for changes over the whole fleet (an admin's
+stream without `ids`: a scan of `devices`, which has no index on `changed_xid` so that telemetry
+updates stay HOT). `auth_overhead` is an admin's `GET /api/v1/metrics` over an
 anonymous `GET /healthz`: what authenticating a request costs. Uses FLEETCARE_DATABASE_URL when set
 (a fresh database on that server, dropped afterwards), else an embedded PostgreSQL. The last line is
-    devices=<int> page_ms=<float> last_page_ms=<float> filtered_ms=<float> device_ms=<float> stream_snapshot_ms=<float> auth_overhead=<float>
+    devices=<int> page_ms=<float> last_page_ms=<float> filtered_ms=<float> device_ms=<float> stream_snapshot_ms=<float> stream_poll_ms=<float> auth_overhead=<float>
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
@@ -75,6 +78,31 @@ def timed(client, path: str, headers: dict[str, str], rounds: int) -> float:
     return statistics.median(samples)
 
 
+async def _poll_ms(url: str, rounds: int) -> float:
+    """Median milliseconds of one poll for changes of every device (10 % changed between polls)."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from api import auth
+    from api.access import Scope
+    from api.routes.stream import DevicePoller
+    pool = AsyncConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True})
+    await pool.open()
+    try:
+        poller = DevicePoller(pool, Scope(auth.Principal(0, "bench", "admin", None)), None)
+        await poller.poll()  # the first poll only takes the snapshot's xmin
+        samples = []
+        for _ in range(rounds):
+            async with pool.connection() as conn:
+                await conn.execute("UPDATE devices SET last_seen = now() WHERE id % 10 = (random() * 9)::int")
+            t = time.perf_counter()
+            rows = await poller.poll()
+            samples.append((time.perf_counter() - t) * 1000)
+            assert rows, "a poll after changes found none"
+        return statistics.median(samples)
+    finally:
+        await pool.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--devices", type=int, default=10_000)
@@ -119,11 +147,13 @@ def main() -> None:
             device = timed(client, f"/api/v1/devices/{some[0]}", admin_h, args.rounds)
             ids = ",".join(map(str, some))
             stream = timed(client, f"/api/v1/stream/devices?ids={ids}&max_seconds=1", admin_h, max(3, args.rounds // 10))
+        poll = asyncio.run(_poll_ms(url, args.rounds))
         print(f"healthz {floor:.2f} ms; metrics (authenticated) {metrics:.2f} ms; customer's page {cust_page:.2f} ms")
         print(f"stream: {stream:.0f} ms for a whole 1 s stream (snapshot of 100 devices, polls, end)")
         snapshot = stream - 1000.0  # the stream lasts max_seconds; what is left is its snapshot and polls
         print(f"devices={args.devices} page_ms={page:.2f} last_page_ms={last:.2f} filtered_ms={filtered:.2f} "
-              f"device_ms={device:.2f} stream_snapshot_ms={max(snapshot, 0.0):.2f} auth_overhead={metrics / floor:.2f}")
+              f"device_ms={device:.2f} stream_snapshot_ms={max(snapshot, 0.0):.2f} stream_poll_ms={poll:.2f} "
+              f"auth_overhead={metrics / floor:.2f}")
     finally:
         with psycopg.connect(base, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
