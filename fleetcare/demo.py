@@ -183,8 +183,9 @@ def run(port: int = 8080, data_dir: Path | None = None, stop: threading.Event | 
         print("\n".join([
             "",
             "fleetcare demo is running",
-            f"  console   {console}",
-            f"  API       {console}api/v1/devices   (OpenAPI: {console}docs)",
+            f"  console   {console}   (log in as admin; a customer's login opens its portal, {console}portal)",
+            f"  API       {console}api/v1/devices   (OpenAPI: {console}docs; every route needs "
+            f"'Authorization: Bearer <token>', the admin's is in credentials.json)",
             f"  database  {db_line}",
             f"  broker    {broker_line}",
             f"  fleet     1 agent watching this host + {spec['devices']} simulated devices of "
