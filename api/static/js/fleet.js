@@ -61,7 +61,11 @@ const Fleet = (() => {
     src.addEventListener("devices", ev => { for (const d of JSON.parse(ev.data).items) apply(d); });
     src.addEventListener("unavailable", () => live(false));
     src.addEventListener("available", () => live(true));
-    src.addEventListener("bye", () => live(false));
+    src.addEventListener("bye", ev => {
+      live(false);
+      // the session ended (logout elsewhere, revoked, user disabled): back to the login form
+      if (JSON.parse(ev.data).reason === "logged_out") { src.close(); api("/api/v1/auth/me").catch(() => {}); }
+    });
     src.onerror = () => live(false);  // EventSource reconnects by itself
   }
 
