@@ -239,13 +239,28 @@ def test_engineer_works_the_console(page: Page, system: System) -> None:
 
 def test_customer_sees_the_portal_and_nothing_of_others(page: Page, system: System) -> None:
     f = system.fleet
+    with psycopg.connect(system.db_url, autocommit=True) as conn:  # a scheduled callback of acme's, and one of globex's
+        mine, theirs = (conn.execute(
+            "INSERT INTO callbacks (customer_id, kind, due_at) VALUES (%s, 'scheduled', now() + interval '2 days') "
+            "RETURNING id", (f["customers"][key],)).fetchone()[0] for key in ("acme", "globex"))
     log_in(page, system, system.customer)
     page.wait_for_url(system.url + "/portal")
     expect(page.locator(f"#device-{f['devices']['sw1']}")).to_be_visible()
     expect(page.locator(f"#pcase-{f['cases']['sw1']}")).to_be_visible()
     expect(page.locator("#reports li").first).to_be_visible()
     expect(page.locator(f"#device-{f['devices']['ups2']}")).to_have_count(0)
+    expect(page.locator(f"#callback-{theirs}")).to_have_count(0)
     shot(page, system, "portal")
+    # the customer answers its callback from the portal
+    form = page.locator(f"#callback-{mine}")
+    form.locator("select[name=satisfaction]").select_option("4")
+    form.locator("textarea[name=comment]").fill("quick and friendly")
+    form.locator("button[type=submit]").click()
+    expect(form.locator(".ok")).to_be_visible()
+    with psycopg.connect(system.db_url) as conn:
+        state, satisfaction, by = conn.execute("SELECT state, satisfaction, done_by FROM callbacks WHERE id = %s",
+                                               (mine,)).fetchone()
+    assert (state, satisfaction, by) == ("done", 4, system.customer[0])
     # another customer's device, by URL
     response = page.goto(f"{system.url}/devices/{f['devices']['ups2']}")
     assert response is not None and response.status == 404
