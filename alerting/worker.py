@@ -309,7 +309,7 @@ class DetectionWorker:
                                   or health.parse_date(attrs.get("acceptance_date") or attrs.get("installed")))
         moved: list[int] = []
         scores: dict[int, float] = {}
-        for device in ids:
+        for device in sorted(ids):  # in id order, as ingest locks them (collector/store.py, _touch_devices)
             score, breakdown = health.compute(signals[device], w)
             scores[device] = score
             at = now_of[device]

@@ -258,7 +258,12 @@ class Store:
             cur.execute("DELETE FROM staging")
 
     def _touch_devices(self, newest: dict[int, float]) -> None:
-        """last_seen from the newest sample; online when that sample is recent enough."""
+        """last_seen from the newest sample; online when that sample is recent enough.
+
+        The rows are locked first, in id order: the detection worker updates the same rows (health)
+        in id order too, and two transactions taking the same rows in different orders deadlock."""
+        self.conn.execute("SELECT 1 FROM devices WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+                          (sorted(newest),))
         self.conn.execute(
             "WITH newest AS (SELECT d AS device_id, to_timestamp(t) AS seen "
             "                FROM unnest(%(ids)s::int4[], %(times)s::float8[]) AS n(d, t)), "

@@ -122,11 +122,15 @@ def past_inspections(conn: psycopg.Connection, planner: Any, today: datetime) ->
         items = planner.policy.checklists[checklist].items
         findings = [{"text": "dust build-up on the fan inlet, cleaned", "severity": "P4"}] if i % 5 == 1 else []
         parts = [{"name": "air filter", "quantity": 1}] if kind == "server" and i % 2 == 0 else []
+        visit = today - timedelta(days=20 + i % 14, hours=3)
+        engineer = "li.wei" if i % 2 == 0 else "zhang.wei"
         with conn.transaction():
-            planner.complete(conn, iid, "li.wei" if i % 2 == 0 else "zhang.wei",
-                             results=[{"item": it.id, "ok": True} for it in items], findings=findings,
-                             parts_replaced=parts, notes="routine visit",
-                             at=today - timedelta(days=20 + i % 14, hours=3))
+            # booked for the day it was made (the plan counts from the devices' registration, which is
+            # today in the demo), so that the record's due date is the visit's and not a later one
+            planner.reschedule(conn, iid, visit.date(), engineer, "visit booked with the customer",
+                               today=visit.date())
+            planner.complete(conn, iid, engineer, results=[{"item": it.id, "ok": True} for it in items],
+                             findings=findings, parts_replaced=parts, notes="routine visit", at=visit)
         done += 1
     return done
 

@@ -97,7 +97,7 @@ const Fleet = (() => {
     const sel = document.getElementById("f-site");
     clear(sel, el("option", { value: "" }, T("all")));
     try {
-      for (const s of await api("/api/v1/sites?" + qs({ customer }))) sel.append(el("option", { value: s.key }, `${s.customer} / ${s.name || s.key}`));
+      for (const s of await api("/api/v1/sites?" + qs({ customer }))) sel.append(el("option", { value: `${s.customer}/${s.key}` }, `${s.customer} / ${s.name || s.key}`));
     } catch (err) { showError("fleet-error", err); }
   }
 
@@ -107,7 +107,13 @@ const Fleet = (() => {
     if (form) {
       form.addEventListener("change", ev => {
         if (ev.target.id === "f-customer") { document.getElementById("f-site").value = ""; fillSites(ev.target.value); }
-        state.filters = Object.fromEntries(new FormData(form).entries());
+        const f = Object.fromEntries(new FormData(form).entries());
+        if (f.site) {  // a site key is unique within its customer only: the option carries both
+          const [customer, site] = f.site.split("/");
+          f.site = site;
+          f.customer = f.customer || customer;
+        }
+        state.filters = f;
         state.offset = 0;
         load();
       });
