@@ -199,10 +199,12 @@ def device_page(request: Request, scope: Scoped, device_id: int) -> Response:
     The agent's id is looked up here because the diagnostics routes are addressed by agent."""
     pool: ConnectionPool = request.app.state.sync_pool
     with pool.connection(timeout=5.0) as conn:
-        row = conn.execute("SELECT d.name, d.agent_id FROM devices d WHERE d.id = %s", (device_id,)).fetchone()
+        row = conn.execute("SELECT d.name, d.agent_id, d.key, d.kind FROM devices d WHERE d.id = %s",
+                           (device_id,)).fetchone()
     if row is None:
         return render(request, "error.html.j2", scope, status=404, kind="not_found")
-    return render(request, "device.html.j2", scope, device_name=row[0],
+    # an SNMP device's key is its target's name on the agent: the diagnostics' default target
+    return render(request, "device.html.j2", scope, device_name=row[0], snmp_target=row[2] if row[3] != "host" else "",
                   page={"name": "device", "device_id": device_id, "agent_id": row[1] if scope.staff else None})
 
 

@@ -97,7 +97,10 @@
   // ------------------------------------------------------------ remote diagnostics (service team)
   function diagArgs(action) {
     const v = id => document.getElementById(id).value.trim();
-    if (action === "ping") return { host: v("diag-host") };
+    if (action === "ping") {  // with a port: a TCP connect check (no ping program needed on the agent)
+      const port = parseInt(v("diag-port"), 10);
+      return port ? { host: v("diag-host"), port } : { host: v("diag-host") };
+    }
     if (action === "log_tail") return { lines: parseInt(v("diag-lines"), 10) || 20 };
     if (action === "poll_now") return { target: v("diag-target") };
     if (action === "snmp_get" || action === "snmp_walk") {

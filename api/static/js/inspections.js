@@ -5,7 +5,7 @@
   function row(i) {
     return el("tr", { id: "insp-" + i.id, class: i.overdue_days > 0 ? "overdue-row" : null },
       el("td", {}, el("a", { href: "/inspections/" + i.id, class: "insp-link" }, fmtDate(i.due_on)),
-        i.overdue_days > 0 ? el("div", { class: "tag overdue" }, T("insp.overdue_days", { n: i.overdue_days })) : null,
+        i.overdue_days > 0 ? el("div", { class: "tag overdue" }, T(i.overdue_days === 1 ? "insp.overdue_day" : "insp.overdue_days", { n: i.overdue_days })) : null,
         el("div", { class: "muted small" }, T("insp.latest_on") + " " + fmtDate(i.latest_on))),
       el("td", {}, i.customer, el("div", { class: "muted small" }, i.site_name || i.site || "")),
       el("td", {}, el("a", { href: "/devices/" + i.device_id }, i.device), el("div", { class: "muted small" }, i.kind)),

@@ -38,10 +38,18 @@
     const lists = await Promise.all(ids.map(id => api(`/api/v1/customers/${id}/reports`).then(r => [id, r])));
     const items = [];
     for (const [, list] of lists) {
-      const mine = list.filter(r => r.lang === PAGE.lang);
-      for (const r of (mine.length ? mine : list).slice(0, 12)) {
+      // one line a month: the issued report (in the page's language if it was issued in it, else in the
+      // language it was issued in), else the provisional one in the page's language
+      const periods = [...new Set(list.map(r => r.period))];
+      const pick = p => {
+        const of = list.filter(r => r.period === p);
+        return of.find(r => r.stored && r.lang === PAGE.lang) || of.find(r => r.stored)
+          || of.find(r => r.lang === PAGE.lang) || of[0];
+      };
+      for (const r of periods.map(pick).slice(0, 12)) {
         items.push(el("li", { class: "report", dataset: { period: r.period } }, `${T("portal.period")} ${r.period} `,
           el("span", { class: "tag" }, r.stored ? T("portal.issued") : T("portal.provisional")), " ",
+          r.lang !== PAGE.lang ? el("span", { class: "muted small" }, r.lang + " ") : null,
           el("a", { href: r.html, target: "_blank", rel: "noopener" }, T("portal.report_html")), " · ",
           el("a", { href: r.pdf, target: "_blank", rel: "noopener" }, T("portal.report_pdf"))));
       }
