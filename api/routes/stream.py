@@ -50,7 +50,7 @@ SELECT d.id, d.status, d.status_detail, d.status_since, d.last_seen, d.health,
            AS open_cases,
        (SELECT jsonb_build_object('id', k.id, 'severity', k.severity, 'state', k.state, 'title', k.title)
         FROM cases k WHERE k.device_id = d.id AND k.state NOT IN ('closed', 'suppressed')
-        ORDER BY k.severity, k.opened_at LIMIT 1) AS open_case
+        ORDER BY k.severity, k.opened_at LIMIT 1) AS open_case{metrics}
 FROM devices d JOIN agents a ON a.id = d.agent_id JOIN sites s ON s.id = a.site_id
 WHERE {scope} AND (%(ids)s::int4[] IS NULL OR d.id = ANY(%(ids)s))
 """
@@ -61,7 +61,14 @@ _CHANGED = """
                UNION SELECT device_id FROM cases WHERE changed_xid >= %(xmin)s::text::xid8 AND device_id IS NOT NULL)
 """
 
-_SIGNATURE = ("status", "status_detail", "last_seen", "health", "open_alarms", "open_cases", "open_case")
+_METRICS = """,
+       coalesce((SELECT jsonb_object_agg(se.key, jsonb_build_object(
+                    'value', lv.value, 'time', lv.time, 'unit', coalesce(mc.unit, '')))
+                 FROM latest_values lv JOIN series se ON se.id = lv.series_id
+                 LEFT JOIN metric_catalogue mc ON mc.name = se.name
+                 WHERE lv.device_id = d.id), '{}'::jsonb) AS metrics"""
+
+_SIGNATURE = ("status", "status_detail", "last_seen", "health", "open_alarms", "open_cases", "open_case", "metrics")
 
 
 def _parse_ids(ids: str | None) -> list[int] | None:
@@ -94,7 +101,10 @@ class DevicePoller:
     def __init__(self, pool: AsyncConnectionPool, scope: Scope, ids: list[int] | None) -> None:
         self.pool = pool
         self.token_sha256 = scope.token_sha256
-        self.sql = _ROW.format(scope=scope.where("coalesce(d.customer_id, s.customer_id)"))
+        # a page of the console (ids given) shows each device's latest readings too; a stream of the
+        # whole fleet leaves them out (its every poll would read every latest value)
+        self.sql = _ROW.format(scope=scope.where("coalesce(d.customer_id, s.customer_id)"),
+                               metrics=_METRICS if ids is not None else "")
         self.ids = ids
         self.xmin: str | None = None
         self.sent: dict[int, tuple[Any, ...]] = {}
@@ -119,7 +129,7 @@ class DevicePoller:
         self.xmin = snap["x"] if snap else self.xmin
         out = []
         for row in rows:
-            sig = tuple(json.dumps(row[k], default=_json_default, sort_keys=True) for k in _SIGNATURE)
+            sig = tuple(json.dumps(row.get(k), default=_json_default, sort_keys=True) for k in _SIGNATURE)
             if self.sent.get(row["id"]) != sig:
                 self.sent[row["id"]] = sig
                 out.append(row)

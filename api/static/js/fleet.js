@@ -8,14 +8,36 @@ const Fleet = (() => {
   const portal = !!document.getElementById("portal-devices");
   const tbody = document.getElementById("fleet-rows");
 
+  // the readings an engineer looks at first, by kind of device; the rest alphabetically after them
+  const KEY_METRICS = ["cpu_percent", "mem_percent", "disk_used_percent", "battery_charge_percent",
+    "battery_runtime_seconds", "input_voltage", "output_load_percent", "temperature_celsius", "temp_c",
+    "humidity_percent", "if_in_bps", "if_out_bps", "if_errors", "toner_percent", "sessions", "load"];
+
+  function rank(key) {
+    const name = key.split("{")[0];
+    const i = KEY_METRICS.indexOf(name);
+    return i < 0 ? KEY_METRICS.length : i;
+  }
+
+  /** 81087688704 B → "81.1 GB", 148450882 bit/s → "148 Mbit/s", 2821 s → "47 min". */
+  function human(value, unit) {
+    const scaled = (v, steps, base, units) => {
+      let i = 0;
+      while (Math.abs(v) >= base && i < steps.length - 1) { v /= base; i++; }
+      return `${Math.abs(v) >= 100 ? Math.round(v) : Math.round(v * 10) / 10} ${steps[i]}${units}`;
+    };
+    if (unit === "B") return scaled(value, ["", "k", "M", "G", "T", "P"], 1000, "B");
+    if (unit === "bit/s") return scaled(value, ["", "k", "M", "G", "T"], 1000, "bit/s");
+    if (unit === "s" && value >= 120) return fmtDuration(value);
+    const v = Math.abs(value) >= 100 ? Math.round(value) : Math.round(value * 10) / 10;
+    return `${v}${unit ? " " + unit : ""}`;
+  }
+
   function metricsCell(metrics) {
-    const keys = Object.keys(metrics || {}).sort().slice(0, 3);
+    const keys = Object.keys(metrics || {}).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b)).slice(0, 3);
     if (!keys.length) return el("span", { class: "muted" }, "—");
-    return el("span", { class: "metrics" }, keys.map(k => {
-      const m = metrics[k];
-      const v = Math.abs(m.value) >= 100 ? Math.round(m.value) : Math.round(m.value * 10) / 10;
-      return el("span", { class: "metric" }, `${k} ${v}${m.unit ? " " + m.unit : ""}`);
-    }));
+    return el("span", { class: "metrics" }, keys.map(k => el("span", { class: "metric", title: k },
+      `${k.replace(/_(percent|bps|celsius|seconds)$/, "")} ${human(metrics[k].value, metrics[k].unit)}`)));
   }
 
   function renderRow(d) {
@@ -26,7 +48,7 @@ const Fleet = (() => {
     cells.push(el("td", { class: "c-health" }, healthBadge(d.health)));
     cells.push(el("td", { class: "c-case" }, caseLink(d.open_case)));
     cells.push(el("td", { class: "c-seen", dataset: { seen: d.last_seen || "" } }, ago(d.last_seen)));
-    if (!portal) cells.push(el("td", {}, metricsCell(d.metrics)));
+    if (!portal) cells.push(el("td", { class: "c-metrics" }, metricsCell(d.metrics)));
     return el("tr", { id: "device-" + d.id, dataset: { id: d.id, status: d.status } }, cells);
   }
 
@@ -43,6 +65,8 @@ const Fleet = (() => {
     const seen = row.querySelector(".c-seen");
     seen.dataset.seen = d.last_seen || "";
     seen.textContent = ago(d.last_seen);
+    const readings = row.querySelector(".c-metrics");
+    if (readings && change.metrics) clear(readings, metricsCell(d.metrics));
   }
 
   function live(on) {
