@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,3 +54,21 @@ def api_client(db_url: str, *, role: str = "admin", customer: str | None = None,
         client.headers.update(bearer(token))
         client.username = username  # type: ignore[attr-defined]  (what actions are recorded under)
         yield client
+
+
+def read_events(client: TestClient, url: str, headers: dict[str, str]) -> list[tuple[str, Any]]:
+    """Every event (name, data) of a server-sent event stream that ends by itself (max_seconds)."""
+    events: list[tuple[str, Any]] = []
+    with client.stream("GET", url, headers=headers) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        name, data = None, []
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            elif line == "" and name:
+                events.append((name, json.loads("\n".join(data))))
+                name, data = None, []
+    return events

@@ -6,11 +6,8 @@ Fixtures: `world` / `app_client` of tests/test_isolation.py (acme is ours, globe
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -18,8 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import auth
-from api.app import create_app
-from tests.api_support import bearer, make_user
+from tests.api_support import bearer, make_user, read_events
 from tests.test_api import fleet  # noqa: F401  (fixture used by `world`)
 from tests.test_isolation import app_client, world  # noqa: F401  (fixtures)
 
@@ -27,21 +23,6 @@ HTML = {"Accept": "text/html,application/xhtml+xml"}
 CSRF = {"X-Requested-With": "fleetcare"}
 
 
-def read_events(client: TestClient, url: str, headers: dict[str, str]) -> list[tuple[str, Any]]:
-    """Every event of a stream that ends by itself (max_seconds)."""
-    events: list[tuple[str, Any]] = []
-    with client.stream("GET", url, headers=headers) as r:
-        assert r.status_code == 200, r.read()
-        name, data = None, []
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data.append(line[6:])
-            elif line == "" and name:
-                events.append((name, json.loads("\n".join(data))))
-                name, data = None, []
-    return events
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from api import auth
 from api.app import create_app
 from api.web import i18n
-from tests.api_support import bearer, make_user
+from tests.api_support import bearer, make_user, read_events
 from tests.console_support import build_fleet
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -198,21 +198,6 @@ def test_static_files_are_public_and_vendored_with_their_licence(app_client: Tes
     assert app_client.get("/static/console.css").status_code == 200
 
 
-def read_events(client: TestClient, url: str, headers: dict[str, str]) -> list[tuple[str, Any]]:
-    """Every event of a stream that ends by itself (max_seconds)."""
-    events: list[tuple[str, Any]] = []
-    with client.stream("GET", url, headers=headers) as r:
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        name, data = None, []
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data.append(line[6:])
-            elif line == "" and name:
-                events.append((name, json.loads("\n".join(data))))
-                name, data = None, []
-    return events
 
 
 def test_device_stream_sends_a_snapshot_then_changes(db_url: str, fleet: dict[str, Any],
