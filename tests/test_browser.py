@@ -229,6 +229,23 @@ def test_engineer_works_the_console(page: Page, system: System) -> None:
     assert page.evaluate("window.__sameDocument") == "yes"  # no reload: the event stream did it
     shot(page, system, "console-offline")
 
+    # --- a callback made by phone, recorded on the callbacks page
+    with psycopg.connect(system.db_url, autocommit=True) as conn:
+        callback = conn.execute(
+            "INSERT INTO callbacks (customer_id, kind, due_at) VALUES (%s, 'scheduled', now() - interval '1 day') "
+            "RETURNING id", (system.fleet["customers"]["globex"],)).fetchone()[0]
+    page.goto(system.url + "/callbacks")
+    form = page.locator(f"#cb-{callback} form")
+    expect(page.locator(f"#cb-{callback} .tag.overdue")).to_be_visible()
+    form.locator("select[name=satisfaction]").select_option("3")
+    form.locator("textarea[name=comment]").fill("wants a faster answer at night")
+    shot(page, system, "callbacks")
+    form.locator("button[type=submit]").click()
+    expect(page.locator(f"#cb-{callback} .ok")).to_be_visible()
+    with psycopg.connect(system.db_url) as conn:
+        assert conn.execute("SELECT state, satisfaction, done_by FROM callbacks WHERE id = %s",
+                            (callback,)).fetchone() == ("done", 3, system.engineer[0])
+
     # --- Chinese
     page.goto(system.url + "/?lang=zh-CN")
     expect(page.locator("h1")).to_contain_text("设备状态")

@@ -26,7 +26,7 @@ _SELECT = ("SELECT b.id, c.key AS customer, b.kind, b.contract_id, b.case_id, k.
            "JOIN customers c ON c.id = b.customer_id LEFT JOIN cases k ON k.id = b.case_id ")
 
 
-@router.get("", response_model=list[CallbackPublic], summary="Callbacks, the soonest due first")
+@router.get("", response_model=list[CallbackPublic], summary="Callbacks, the soonest due first (answered ones: the latest first)")
 def list_callbacks(conn: Conn, scope: Scoped, state: Annotated[Literal["open", "done"] | None, Query()] = "open",
                    customer: Annotated[str | None, Query(description="Customer key")] = None,
                    kind: Annotated[Literal["case", "scheduled"] | None, Query()] = None,
@@ -34,7 +34,8 @@ def list_callbacks(conn: Conn, scope: Scoped, state: Annotated[Literal["open", "
     return conn.cursor(row_factory=dict_row).execute(
         _SELECT + "WHERE (%(s)s::text IS NULL OR b.state = %(s)s) AND (%(c)s::text IS NULL OR c.key = %(c)s) "
         f"AND (%(k)s::text IS NULL OR b.kind = %(k)s) AND {scope.where('b.customer_id')} "
-        "ORDER BY b.due_at, b.id LIMIT %(limit)s",
+        + ("ORDER BY b.done_at DESC, b.id DESC " if state == "done" else "ORDER BY b.due_at, b.id ")
+        + "LIMIT %(limit)s",
         {"s": state, "c": customer, "k": kind, "limit": limit}).fetchall()
 
 

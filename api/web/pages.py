@@ -226,6 +226,11 @@ def inspections_page(request: Request, scope: Scoped) -> Response:
     return _staff_only(scope) or render(request, "inspections.html.j2", scope, page={"name": "inspections"})
 
 
+@router.get("/callbacks", response_class=HTMLResponse)
+def callbacks_page(request: Request, scope: Scoped) -> Response:
+    return _staff_only(scope) or render(request, "callbacks.html.j2", scope, page={"name": "callbacks"})
+
+
 @router.get("/inspections/{inspection_id}", response_class=HTMLResponse)
 def inspection_page(request: Request, scope: Scoped, inspection_id: int) -> Response:
     if not _exists(request, "SELECT 1 FROM inspections WHERE id = %s", inspection_id):

@@ -148,3 +148,32 @@ document.addEventListener("DOMContentLoaded", () => {
     location.assign("/login");
   });
 });
+
+/** An open callback (回访) as a small form to record the answer (POST /api/v1/callbacks/{id}): the
+ * customer on the portal, or the engineer who made the call on the callbacks page. */
+function callbackForm(b) {
+  const title = b.case_id ? T("callbacks.case", { id: b.case_id, title: b.case_title || "" })
+    : T("callbacks.scheduled", { due: fmtDate(b.due_at) });
+  const stars = el("select", { name: "satisfaction", required: true },
+    ...[5, 4, 3, 2, 1].map(n => el("option", { value: String(n) }, String(n))));
+  const resolved = b.case_id ? el("select", { name: "resolved" },
+    el("option", { value: "true" }, T("callbacks.yes")), el("option", { value: "false" }, T("callbacks.no"))) : null;
+  const comment = el("textarea", { name: "comment", rows: "2", maxlength: "5000" });
+  const form = el("form", { class: "callback", id: "callback-" + b.id },
+    el("div", { class: "strong" }, title),
+    resolved ? el("label", {}, T("callbacks.resolved"), " ", resolved) : null,
+    el("label", {}, T("callbacks.satisfaction"), " ", stars),
+    el("label", { class: "block" }, T("callbacks.comment"), comment),
+    el("button", { type: "submit" }, T("callbacks.send")));
+  form.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const body = { satisfaction: Number(stars.value), comment: comment.value };
+    if (resolved) body.resolved = resolved.value === "true";
+    try {
+      await api("/api/v1/callbacks/" + b.id, { method: "POST", body });
+      clear(form, el("p", { class: "ok" }, T("callbacks.thanks")));
+    } catch (err) { toast(err.message, true); }
+  });
+  return form;
+}
+

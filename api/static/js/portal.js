@@ -57,33 +57,6 @@
     clear(document.getElementById("reports"), items.length ? items : el("li", { class: "muted" }, T("nothing")));
   }
 
-  /** An open callback (回访) as a small form: a customer may answer it here (POST /api/v1/callbacks/{id}). */
-  function callbackForm(b) {
-    const title = b.case_id ? T("portal.callback_case", { id: b.case_id, title: b.case_title || "" })
-      : T("portal.callback_scheduled", { due: fmtDate(b.due_at) });
-    const stars = el("select", { name: "satisfaction", required: true },
-      ...[5, 4, 3, 2, 1].map(n => el("option", { value: String(n) }, String(n))));
-    const resolved = b.case_id ? el("select", { name: "resolved" },
-      el("option", { value: "true" }, T("portal.yes")), el("option", { value: "false" }, T("portal.no"))) : null;
-    const comment = el("textarea", { name: "comment", rows: "2", maxlength: "5000" });
-    const form = el("form", { class: "callback", id: "callback-" + b.id },
-      el("div", { class: "strong" }, title),
-      resolved ? el("label", {}, T("portal.resolved"), " ", resolved) : null,
-      el("label", {}, T("portal.satisfaction"), " ", stars),
-      el("label", { class: "block" }, T("portal.comment"), comment),
-      el("button", { type: "submit" }, T("portal.send")));
-    form.addEventListener("submit", async ev => {
-      ev.preventDefault();
-      const body = { satisfaction: Number(stars.value), comment: comment.value };
-      if (resolved) body.resolved = resolved.value === "true";
-      try {
-        await api("/api/v1/callbacks/" + b.id, { method: "POST", body });
-        clear(form, el("p", { class: "ok" }, T("portal.thanks")));
-      } catch (err) { toast(err.message, true); }
-    });
-    return form;
-  }
-
   async function callbacks() {
     const open = await api("/api/v1/callbacks?state=open&limit=20");
     clear(document.getElementById("callbacks"), open.length ? open.map(callbackForm) : el("p", { class: "muted" }, T("nothing")));
