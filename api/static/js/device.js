@@ -89,7 +89,8 @@
     try {
       const a = await api(`${base}/archive`);
       const facts = [["brand", a.brand], ["model", a.model], ["serial", a.serial], ["location", a.location],
-        ["firmware", a.firmware], ["accepted_on", a.accepted_on], ["warranty_end", a.warranty_end], ["warranty", a.warranty]];
+        ["firmware", a.firmware], ["accepted_on", a.accepted_on], ["warranty_end", a.warranty_end],
+        ["warranty", a.warranty ? T("warranty." + a.warranty) : null]];
       clear(box, facts.flatMap(([k, v]) => [el("dt", {}, T("device." + k)), el("dd", {}, v === null || v === undefined ? "—" : String(v))]));
     } catch (err) { clear(box, el("dd", { class: "muted" }, err.status === 404 ? T("none") : err.message)); }
   }

@@ -7,7 +7,7 @@
 
   function render(i) {
     document.getElementById("insp-title").textContent = `${T("insp.title")} #${i.id} · ${i.device}`;
-    document.getElementById("insp-sub").textContent = `${i.customer} / ${i.site_name || i.site || ""} · ${T("insp.state")}: ${i.state}` +
+    document.getElementById("insp-sub").textContent = `${i.customer} / ${i.site_name || i.site || ""} · ${T("insp.state")}: ${T("insp_state." + i.state)}` +
       ` · ${T("insp.due_on")} ${fmtDate(i.due_on)} · ${i.reason}` + (i.done_at ? ` · ${T("insp.done_at")} ${fmtTime(i.done_at)} ${T("insp.done_by")} ${i.done_by}` : "");
     document.getElementById("checklist-title").textContent = i.checklist_title;
     const done = new Map((i.results || []).map(r => [r.item, r]));
