@@ -97,8 +97,10 @@ class Agent:
 
     def _build_client(self, protocol: int) -> paho.Client:
         m = self.config.mqtt
+        # named after the topic prefix too: two fleets on one broker (or two test runs) may have an
+        # agent of the same ids, and a broker disconnects the older of two clients of one id
         client = mqtt.new_client(
-            f"fleetcare-agent-{self.origin.customer}-{self.origin.site}-{self.origin.agent}", protocol,
+            f"{self.prefix}-agent-{self.origin.customer}-{self.origin.site}-{self.origin.agent}", protocol,
             username=m.username, password=m.password, tls=self._address.tls, ca_file=m.ca_file)
         client.max_inflight_messages_set(self._window)
         client.will_set(self._topic(wire.STATUS), wire.encode_status(self.origin, "offline", self.boot),
