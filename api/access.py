@@ -39,6 +39,7 @@ from api import auth
 OWNERS: dict[str, str] = {
     "device_id": "SELECT coalesce(d.customer_id, s.customer_id) FROM devices d JOIN agents a ON a.id = d.agent_id "
                  "JOIN sites s ON s.id = a.site_id WHERE d.id = %s",
+    "site_id": "SELECT customer_id FROM sites WHERE id = %s",
     "agent_id": "SELECT s.customer_id FROM agents a JOIN sites s ON s.id = a.site_id WHERE a.id = %s",
     "alarm_id": "SELECT coalesce(d.customer_id, s.customer_id) FROM alarms al JOIN agents a ON a.id = al.agent_id "
                 "JOIN sites s ON s.id = a.site_id LEFT JOIN devices d ON d.id = al.device_id WHERE al.id = %s",
@@ -120,7 +121,7 @@ class Scope:
         return f"{column} IN ({', '.join(str(int(i)) for i in ids)})"
 
     def sees(self, customer_id: int | None) -> bool:
-        return self.customers is None or customer_id in (self.customers or [])
+        return self.principal is None or self.principal.may_see(customer_id)
 
     @property
     def staff(self) -> bool:

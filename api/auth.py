@@ -58,11 +58,9 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def _sha(token: str) -> str:
+def digest(token: str) -> str:
+    """What is stored of a token: its SHA-256."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-digest = _sha
 
 #: Whether the token of a digest still holds (not revoked, not expired, its user enabled): what a
 #: long-lived response (the live stream) asks again while it runs.
@@ -153,7 +151,7 @@ def issue_token(conn: psycopg.Connection, user_id: int, kind: str = "session", n
     token = secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + timedelta(hours=hours) if hours else None
     tid = conn.execute("INSERT INTO api_tokens (user_id, kind, name, token_sha256, expires_at) "
-                       "VALUES (%s, %s, %s, %s, %s) RETURNING id", (user_id, kind, name, _sha(token), expires)
+                       "VALUES (%s, %s, %s, %s, %s) RETURNING id", (user_id, kind, name, digest(token), expires)
                        ).fetchone()[0]
     if kind == "api":
         audit(conn, by or str(user_id), "token.create", name, token_id=tid, user_id=user_id)
@@ -168,6 +166,39 @@ def revoke_token(conn: psycopg.Connection, token_id: int, by: str) -> bool:
     return row is not None
 
 
+def revoke_session(conn: psycopg.Connection, token: str, by: str) -> bool:
+    """Log out: revoke the session token itself (the pages know its value, not its id)."""
+    row = conn.execute("SELECT id FROM api_tokens WHERE token_sha256 = %s AND kind = 'session'",
+                       (digest(token),)).fetchone()
+    return row is not None and revoke_token(conn, row[0], by)
+
+
+@dataclass(frozen=True)
+class Login:
+    """What a login attempt came to: a session token and the user's role, or neither (wrong name or
+    password), or a wait (`retry_after` > 0: too many tries)."""
+    token: str | None
+    role: str | None
+    retry_after: float = 0.0
+
+
+def log_in(conn: psycopg.Connection, username: str, password: str, client: str, via: str | None = None) -> Login:
+    """The one login of the token route and the login page: the limit, the password, the audit line
+    of a failure, a new session."""
+    wait = LOGINS.attempt(username, client)
+    if wait > 0:
+        return Login(None, None, wait)
+    with conn.transaction():
+        uid = check_password(conn, username, password)
+        if uid is None:
+            audit(conn, username, "login.failed", client, **({"via": via} if via else {}))
+            return Login(None, None)
+        LOGINS.succeeded(username, client)
+        role = conn.execute("SELECT role FROM users WHERE id = %s", (uid,)).fetchone()[0]
+        _, token = issue_token(conn, uid, "session")
+    return Login(token, role)
+
+
 def resolve(conn: psycopg.Connection, token: str) -> Principal | None:
     """The principal of a live token (not revoked, not expired, its user enabled), else None."""
     row = conn.execute(
@@ -175,7 +206,7 @@ def resolve(conn: psycopg.Connection, token: str) -> Principal | None:
         "  t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute' "
         "FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = %s "
         "AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now()) AND NOT u.disabled",
-        (_sha(token),)).fetchone()
+        (digest(token),)).fetchone()
     if row is None:
         return None
     uid, username, role, own, assigned, token_id, stale = row

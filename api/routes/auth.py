@@ -19,7 +19,6 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 Conn = Annotated[psycopg.Connection, Depends(db_sync)]
 Who = Annotated[auth.Principal, Depends(principal)]
-_LIMITER = auth.LOGINS
 
 
 class Token(BaseModel):
@@ -56,20 +55,14 @@ class ApiTokenNew(ApiTokenPublic):
                         429: {"model": ErrorBody, "description": "Too many failed logins: wait Retry-After"}})
 def token(conn: Conn, request: Request, username: Annotated[str, Form(max_length=100)],
           password: Annotated[str, Form(max_length=1000)]) -> Any:
-    client = request.client.host if request.client else "?"
-    wait = _LIMITER.attempt(username, client)
-    if wait > 0:
+    login = auth.log_in(conn, username, password, request.client.host if request.client else "?")
+    if login.retry_after > 0:
         return JSONResponse({"detail": "too many failed logins; try again later"}, status_code=429,
-                            headers={"Retry-After": str(int(wait) + 1)})
-    with conn.transaction():
-        uid = auth.check_password(conn, username, password)
-        if uid is None:
-            auth.audit(conn, username, "login.failed", client)
-            return JSONResponse({"detail": "wrong user name or password"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
-        _LIMITER.succeeded(username, client)
-        _, value = auth.issue_token(conn, uid, "session")
-    return {"access_token": value, "token_type": "bearer", "expires_in": int(auth.SESSION_HOURS * 3600)}
+                            headers={"Retry-After": str(int(login.retry_after) + 1)})
+    if login.token is None:
+        return JSONResponse({"detail": "wrong user name or password"}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+    return {"access_token": login.token, "token_type": "bearer", "expires_in": int(auth.SESSION_HOURS * 3600)}
 
 
 @router.get("/me", response_model=Me, summary="Who the token belongs to and what it may see")

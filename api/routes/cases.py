@@ -154,8 +154,7 @@ def _check_scope(conn: psycopg.Connection, scope: Scoped, body: CaseCreate) -> N
     for name, value in (("customer_id", body.customer_id), ("site_id", body.site_id), ("device_id", body.device_id)):
         if value is None or scope.customers is None:
             continue
-        sql = OWNERS.get(name) or "SELECT customer_id FROM sites WHERE id = %s"
-        row = conn.execute(sql, (value,)).fetchone()
+        row = conn.execute(OWNERS[name], (value,)).fetchone()
         if row is not None and not scope.sees(row[0]):
             raise Unprocessable(f"unknown {name.removesuffix('_id')} {value}")
 

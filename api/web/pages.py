@@ -13,7 +13,6 @@ made with the cookie (CSRF).
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -30,8 +29,6 @@ from api.web import i18n
 
 router = APIRouter(include_in_schema=False)
 
-#: Failed logins on this form, per user name and client (the JSON login keeps its own count).
-LIMITER = auth.LOGINS
 LANG_COOKIE_DAYS = 365
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -110,28 +107,23 @@ def login_form(request: Request, next: str | None = None) -> Response:  # noqa: 
 def login(request: Request, username: Annotated[str, Form(max_length=100)],
           password: Annotated[str, Form(max_length=1000)],
           next: Annotated[str, Form(max_length=2000)] = "") -> Response:  # noqa: A002
-    client = request.client.host if request.client else "?"
     lang, _ = i18n.choose(request)
     t = i18n.Translator(lang)
     if not _same_site(request):
         # login CSRF: another site's form would log the browser into an account of its choosing
         return render(request, "error.html.j2", None, status=403, kind="forbidden")
-    wait = LIMITER.attempt(username, client)
-    if wait > 0:
-        page = render(request, "login.html.j2", None, status=429, next=safe_next(next) or "", username=username,
-                      error=t("login.limited", seconds=int(wait) + 1))
-        page.headers["Retry-After"] = str(int(wait) + 1)
-        return page
     pool: ConnectionPool = request.app.state.sync_pool
-    with pool.connection(timeout=5.0) as conn, conn.transaction():
-        uid = auth.check_password(conn, username, password)
-        if uid is None:
-            auth.audit(conn, username, "login.failed", client, via="page")
-            return render(request, "login.html.j2", None, status=401, next=safe_next(next) or "",
-                          username=username, error=t("login.wrong"))
-        LIMITER.succeeded(username, client)
-        role = conn.execute("SELECT role FROM users WHERE id = %s", (uid,)).fetchone()[0]
-        _, token = auth.issue_token(conn, uid, kind="session")
+    with pool.connection(timeout=5.0) as conn:
+        login = auth.log_in(conn, username, password, request.client.host if request.client else "?", via="page")
+    if login.retry_after > 0:
+        page = render(request, "login.html.j2", None, status=429, next=safe_next(next) or "", username=username,
+                      error=t("login.limited", seconds=int(login.retry_after) + 1))
+        page.headers["Retry-After"] = str(int(login.retry_after) + 1)
+        return page
+    if login.token is None:
+        return render(request, "login.html.j2", None, status=401, next=safe_next(next) or "",
+                      username=username, error=t("login.wrong"))
+    role, token = login.role, login.token
     target = safe_next(next) or landing(role)
     if role == "customer" and target == "/":
         target = "/portal"
@@ -148,11 +140,7 @@ def logout(request: Request, scope: Scoped) -> Response:
     if token:
         pool: ConnectionPool = request.app.state.sync_pool
         with pool.connection(timeout=5.0) as conn, conn.transaction():
-            # tokens are kept as their SHA-256 (api/auth.py): find this one's id to revoke it
-            row = conn.execute("SELECT id FROM api_tokens WHERE token_sha256 = %s AND kind = 'session'",
-                               (hashlib.sha256(token.encode()).hexdigest(),)).fetchone()
-            if row is not None:
-                auth.revoke_token(conn, row[0], scope.actor)
+            auth.revoke_session(conn, token, scope.actor)
     response = Response(status_code=204)
     response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="lax",
                            secure=request.url.scheme == "https")
@@ -172,12 +160,17 @@ def _same_site(request: Request) -> bool:
     return f"{parts.scheme}://{parts.netloc}" == f"{request.url.scheme}://{request.url.netloc}"
 
 
-def _exists(request: Request, sql: str, ident: int) -> bool:
-    if not -2**63 <= ident < 2**63:
-        return False
-    pool: ConnectionPool = request.app.state.sync_pool
-    with pool.connection(timeout=5.0) as conn:
-        return conn.execute(sql, (ident,)).fetchone() is not None
+def _thing_page(request: Request, scope: Scope, table: str, ident: int, template: str, **context: Any) -> Response:
+    """The page of one case or inspection, or the 404 page: a missing id looks like another
+    customer's (which `access` has answered 404 already), so that ids cannot be probed."""
+    found = False
+    if -2**63 <= ident < 2**63:
+        pool: ConnectionPool = request.app.state.sync_pool
+        with pool.connection(timeout=5.0) as conn:
+            found = conn.execute(f"SELECT 1 FROM {table} WHERE id = %s", (ident,)).fetchone() is not None
+    if not found:
+        return render(request, "error.html.j2", scope, status=404, kind="not_found")
+    return render(request, template, scope, **context)
 
 
 def login_redirect(request: Request) -> RedirectResponse:
@@ -215,10 +208,8 @@ def case_queue(request: Request, scope: Scoped) -> Response:
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(request: Request, scope: Scoped, case_id: int) -> Response:
-    # a missing case looks like another customer's (404), so that ids cannot be probed
-    if not _exists(request, "SELECT 1 FROM cases WHERE id = %s", case_id):
-        return render(request, "error.html.j2", scope, status=404, kind="not_found")
-    return render(request, "case.html.j2", scope, case_id=case_id, page={"name": "case", "case_id": case_id})
+    return _thing_page(request, scope, "cases", case_id, "case.html.j2", case_id=case_id,
+                       page={"name": "case", "case_id": case_id})
 
 
 @router.get("/inspections", response_class=HTMLResponse)
@@ -233,10 +224,8 @@ def callbacks_page(request: Request, scope: Scoped) -> Response:
 
 @router.get("/inspections/{inspection_id}", response_class=HTMLResponse)
 def inspection_page(request: Request, scope: Scoped, inspection_id: int) -> Response:
-    if not _exists(request, "SELECT 1 FROM inspections WHERE id = %s", inspection_id):
-        return render(request, "error.html.j2", scope, status=404, kind="not_found")
-    return render(request, "inspection.html.j2", scope, inspection_id=inspection_id,
-                  page={"name": "inspection", "inspection_id": inspection_id})
+    return _thing_page(request, scope, "inspections", inspection_id, "inspection.html.j2",
+                       inspection_id=inspection_id, page={"name": "inspection", "inspection_id": inspection_id})
 
 
 # ------------------------------------------------------------------ the customer portal
