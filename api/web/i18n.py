@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Request
 
-LANGS = ("en", "zh-CN")
+from api.reports.render import LANGS  # the languages fleetcare speaks: reports and pages alike
 DEFAULT = "en"
 COOKIE = "fleetcare_lang"
 
